@@ -1,0 +1,1 @@
+print("zmq-bench: placeholder")

@@ -1,0 +1,100 @@
+// swift-tools-version:6.0
+//
+// Tally: real-time national digital-transformation indicators over ZeroMQ.
+//
+// Layering (each target knows only the ones above it):
+//   CZeroMQ      system library, libzmq through pkg-config
+//   ZeroMQ       the safe Swift binding; the only code that touches the C API
+//   TallyEngine  events, pipelines, windows, aggregates, snapshots; no sockets, no clocks
+//   TallyDaemon  ingest, durability, publication, metrics, systemd, security
+//   tally        the thin executable (swift-argument-parser commands)
+import PackageDescription
+
+let strict: [SwiftSetting] = [
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "tally",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "tally", targets: ["tally"]),
+        .library(name: "ZeroMQ", targets: ["ZeroMQ"]),
+        .library(name: "TallyEngine", targets: ["TallyEngine"]),
+        .library(name: "TallyDaemon", targets: ["TallyDaemon"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.5.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.1.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "5.0.0"),
+        .package(url: "https://github.com/x-sheep/swift-property-based", from: "2.0.0"),
+    ],
+    targets: [
+        .systemLibrary(
+            name: "CZeroMQ",
+            pkgConfig: "libzmq",
+            providers: [.apt(["libzmq3-dev"])]
+        ),
+        .target(
+            name: "ZeroMQ",
+            dependencies: ["CZeroMQ"],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TallyEngine",
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: strict
+        ),
+        .target(
+            name: "TallyDaemon",
+            dependencies: [
+                "ZeroMQ",
+                "TallyEngine",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "tally",
+            dependencies: [
+                "TallyDaemon",
+                "TallyEngine",
+                "ZeroMQ",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "zmq-bench",
+            dependencies: ["ZeroMQ"],
+            path: "Benchmarks/zmq-bench",
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "ZeroMQTests",
+            dependencies: ["ZeroMQ"],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TallyEngineTests",
+            dependencies: [
+                "TallyEngine",
+                .product(name: "PropertyBased", package: "swift-property-based"),
+            ],
+            swiftSettings: strict
+        ),
+        .testTarget(
+            name: "TallyDaemonTests",
+            dependencies: ["TallyDaemon", "TallyEngine", "ZeroMQ"],
+            swiftSettings: strict
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,2 @@
+/// The engine: events, pipelines, windows, aggregates, snapshots.
+public enum TallyEngine {}

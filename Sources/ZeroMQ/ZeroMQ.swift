@@ -1,0 +1,1 @@
+// The binding: see Context.swift, Socket.swift.
