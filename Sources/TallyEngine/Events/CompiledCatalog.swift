@@ -125,34 +125,52 @@ final class CompiledCatalog: @unchecked Sendable {
         chain.deallocate()
     }
 
-    @inline(__always)
-    func equals(_ name: Name, _ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
-        Int(name.length) == n && memcmp(bytes + Int(name.offset), p, n) == 0
+    /// The tables as a plain value (no reference counting on the hot path).
+    var tables: Tables {
+        Tables(bytes: bytes, types: types, fields: fields, allowed: allowed, byLength: byLength, chain: chain,
+               maxTypeLength: maxTypeLength, balanceIndex: balanceIndex)
     }
 
-    /// The index of the type named by `p[0..<n]`, or -1. Catalog types first; the control
-    /// type `tally.balance` is found too (at ``balanceIndex``).
-    /// - Complexity: O(types of the same length × n).
-    @inline(__always)
-    func typeIndex(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
-        guard n <= maxTypeLength else { return -1 }
-        var i = Int(byLength[n])
-        while i >= 0 {
-            if memcmp(bytes + Int(types[i].name.offset), p, n) == 0 { return i }
-            i = Int(chain[i])
+    /// Raw views of the tables, valid while the ``CompiledCatalog`` lives.
+    struct Tables {
+        let bytes: UnsafeMutablePointer<UInt8>
+        let types: UnsafeMutablePointer<TypeDesc>
+        let fields: UnsafeMutablePointer<FieldDesc>
+        let allowed: UnsafeMutablePointer<Name>
+        let byLength: UnsafeMutablePointer<Int32>
+        let chain: UnsafeMutablePointer<Int32>
+        let maxTypeLength: Int
+        let balanceIndex: Int
+
+        @inline(__always)
+        func equals(_ name: Name, _ p: UnsafePointer<UInt8>, _ n: Int) -> Bool {
+            Int(name.length) == n && memcmp(bytes + Int(name.offset), p, n) == 0
         }
-        return -1
-    }
 
-    func fieldName(_ f: Int) -> String {
-        String(decoding: UnsafeBufferPointer(start: bytes + Int(fields[f].name.offset), count: Int(fields[f].name.length)), as: UTF8.self)
-    }
+        /// The index of the type named by `p[0..<n]`, or -1. Catalog types first; the control
+        /// type `tally.balance` is found too (at ``balanceIndex``).
+        /// - Complexity: O(types of the same length × n).
+        @inline(__always)
+        func typeIndex(_ p: UnsafePointer<UInt8>, _ n: Int) -> Int {
+            guard n <= maxTypeLength else { return -1 }
+            var i = Int(byLength[n])
+            while i >= 0 {
+                if memcmp(bytes + Int(types[i].name.offset), p, n) == 0 { return i }
+                i = Int(chain[i])
+            }
+            return -1
+        }
 
-    func allowedNames(_ f: Int) -> [String] {
-        let d = fields[f]
-        return (0..<Int(d.allowedCount)).map { k in
-            let n = allowed[Int(d.allowedStart) + k]
-            return String(decoding: UnsafeBufferPointer(start: bytes + Int(n.offset), count: Int(n.length)), as: UTF8.self)
+        func fieldName(_ f: Int) -> String {
+            String(decoding: UnsafeBufferPointer(start: bytes + Int(fields[f].name.offset), count: Int(fields[f].name.length)), as: UTF8.self)
+        }
+
+        func allowedNames(_ f: Int) -> [String] {
+            let d = fields[f]
+            return (0..<Int(d.allowedCount)).map { k in
+                let n = allowed[Int(d.allowedStart) + k]
+                return String(decoding: UnsafeBufferPointer(start: bytes + Int(n.offset), count: Int(n.length)), as: UTF8.self)
+            }
         }
     }
 }

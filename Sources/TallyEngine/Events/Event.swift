@@ -47,14 +47,45 @@ public struct StringView: @unchecked Sendable {
 #endif
 
 /// The value of one `data` field after validation against the ``Catalog``.
+///
+/// A plain value (no reference counting): copying an ``Event`` is a memcpy, which keeps
+/// the decoder → engine hand-off free of retain/release traffic.
 public enum FieldValue: Sendable {
-    /// An optional field that is not present.
+    /// An optional field that is not present (or `null`).
     case absent
     case string(StringView)
     case int(Int64)
     case number(Double)
     case bool(Bool)
-    case strings([StringView])
+    case strings(StringList)
+}
+
+/// A borrowed list of ``StringView``s (the value of a `[str]` field), with the lifetime of
+/// the views it holds: valid only during the call that hands it out.
+public struct StringList: RandomAccessCollection, @unchecked Sendable {
+    public let base: UnsafePointer<StringView>?
+    public let count: Int
+
+    @inlinable
+    public init(base: UnsafePointer<StringView>?, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    /// The empty list.
+    public static var empty: StringList { StringList(base: nil, count: 0) }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    @inlinable
+    public subscript(i: Int) -> StringView {
+        precondition(i >= 0 && i < count, "StringList index out of range")
+        return base.unsafelyUnwrapped[i]
+    }
+
+    /// True if some element equals `bytes` (e.g. a compiled filter constant). - Complexity: O(count).
+    public func contains(_ bytes: [UInt8]) -> Bool { contains { $0.equals(bytes) } }
 }
 
 // MARK: - Inline field storage

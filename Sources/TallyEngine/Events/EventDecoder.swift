@@ -70,7 +70,7 @@ public struct EventDecoder: @unchecked Sendable {
             return RejectReason(code: .invalidJSON, message: "empty frame: expected a JSON object or array")
         }
         let base = raw.assumingMemoryBound(to: UInt8.self)
-        s.ensureScratch(payload.count + 16)
+        s.beginFrame(payload.count + 16)
         var sc = Scanner(base: base, count: payload.count, storage: s)
         defer { s.dayCache = sc.dayCache }
         do throws(FrameFailure) {
@@ -114,6 +114,11 @@ public struct EventDecoder: @unchecked Sendable {
         let stack: UnsafeMutablePointer<UInt8>
         var dayCache = RFC3339.DayCache()
         var pending: [DecodeOutcome] = []
+        /// Blocks holding the elements of `[str]` fields. A block never moves while a frame
+        /// is decoded (lists point into it); all are reused from the first one per frame.
+        var viewBlocks: [(base: UnsafeMutablePointer<StringView>, capacity: Int)] = []
+        var viewBlock = 0
+        var viewUsed = 0
 
         init(compiled: CompiledCatalog, limits: DecodeLimits) {
             self.compiled = compiled
@@ -126,17 +131,51 @@ public struct EventDecoder: @unchecked Sendable {
         deinit {
             scratch.deallocate()
             stack.deallocate()
+            for b in viewBlocks { b.base.deallocate() }
         }
 
         func copy() -> Storage { Storage(compiled: compiled, limits: limits) }
 
+        /// Prepares for a frame of `n` bytes: the scratch buffer holds at least `n` bytes
+        /// (decoded strings are never longer than their JSON text), and shrinks back after
+        /// an outsized frame so memory follows the usual frame size, not the largest ever.
         @inline(__always)
-        func ensureScratch(_ n: Int) {
-            if n > scratchCapacity {
+        func beginFrame(_ n: Int) {
+            if n > scratchCapacity || (scratchCapacity > 1 << 20 && n < scratchCapacity / 8) {
                 scratch.deallocate()
-                scratchCapacity = max(n, scratchCapacity * 2)
+                scratchCapacity = max(n, 4096)
                 scratch = .allocate(capacity: scratchCapacity)
             }
+            viewBlock = 0
+            viewUsed = 0
+            if viewBlocks.count > 1 {  // only after a frame with many or long `[str]` fields
+                for b in viewBlocks.dropFirst() { b.base.deallocate() }
+                viewBlocks.removeLast(viewBlocks.count - 1)
+            }
+        }
+
+        /// Room for one more view after `list`, the list of `count` views being built at the
+        /// end of the current block (nil when empty): returns the list's (possibly moved) start.
+        /// - Complexity: amortised O(1) per element.
+        func growList(_ list: UnsafeMutablePointer<StringView>?, count: Int) -> UnsafeMutablePointer<StringView> {
+            if viewBlock < viewBlocks.count && viewUsed < viewBlocks[viewBlock].capacity {
+                viewUsed += 1
+                return list ?? viewBlocks[viewBlock].base + (viewUsed - 1)
+            }
+            // The current block is full (or there is none): continue in a block with room to
+            // double the list; lists already handed out stay where they are.
+            let need = 2 * (count + 1)
+            var next = viewBlocks.isEmpty ? 0 : viewBlock + 1
+            while next < viewBlocks.count && viewBlocks[next].capacity < need { next += 1 }
+            if next == viewBlocks.count {
+                let capacity = max(256, need)
+                viewBlocks.append((.allocate(capacity: capacity), capacity))
+            }
+            let dst = viewBlocks[next].base
+            if let list, count > 0 { dst.update(from: list, count: count) }
+            viewBlock = next
+            viewUsed = count + 1
+            return dst
         }
     }
 }
@@ -160,7 +199,8 @@ struct Scanner {
     let maxDepth: Int
     let maxString: Int
     let maxEvents: Int
-    unowned(unsafe) let cat: CompiledCatalog
+    let cat: CompiledCatalog.Tables
+    unowned(unsafe) let storage: EventDecoder.Storage
     var dayCache: RFC3339.DayCache
 
     init(base: UnsafePointer<UInt8>, count: Int, storage s: EventDecoder.Storage) {
@@ -172,7 +212,8 @@ struct Scanner {
         maxDepth = s.limits.maxDepth
         maxString = s.limits.maxStringLength
         maxEvents = s.limits.maxEventsPerBatch
-        cat = s.compiled
+        cat = s.compiled.tables
+        storage = s
         dayCache = s.dayCache
     }
 
@@ -758,7 +799,10 @@ struct Scanner {
             }
         }
         if let e = attrError { return .rejected(e) }
-        for bit in [Scanner.aSpecversion, Scanner.aId, Scanner.aSource, Scanner.aType, Scanner.aTime] where seen & bit == 0 {
+        let required = Scanner.aSpecversion | Scanner.aId | Scanner.aSource | Scanner.aType | Scanner.aTime
+        if seen & required != required {
+            let missing = required & ~seen
+            let bit = missing & (0 &- missing)  // the first missing one, in the order of the bits
             return .rejected(RejectReason(code: .missingAttribute, message: "\(Scanner.attributeName(bit)): required attribute is missing"))
         }
         if typeIndex < 0 {
@@ -959,9 +1003,10 @@ struct Scanner {
             ws()
             if byte == UInt8(ascii: "]") {
                 p += 1
-                return .strings([])
+                return .strings(.empty)
             }
-            var items: [StringView] = []
+            var items: UnsafeMutablePointer<StringView>? = nil
+            var itemCount = 0
             var problem: (RejectReason.Code, String)? = nil
             var index = 0
             while true {
@@ -972,7 +1017,10 @@ struct Scanner {
                     } else if v.count > maxString {
                         problem = (.tooLarge, "[\(index)]: a string longer than \(maxString) bytes")
                     } else {
-                        items.append(v)
+                        let list = storage.growList(items, count: itemCount)
+                        list[itemCount] = v
+                        items = list
+                        itemCount += 1
                     }
                 } else {
                     let what = Scanner.describe(byte)
@@ -993,7 +1041,7 @@ struct Scanner {
                 err = RejectReason(code: code, message: "data.\(cat.fieldName(f))\(what)")
                 return .absent
             }
-            return .strings(items)
+            return .strings(StringList(base: items.map { UnsafePointer($0) }, count: itemCount))
         }
     }
 }
