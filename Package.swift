@@ -83,6 +83,12 @@ let package = Package(
             path: "Benchmarks/decode-bench",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "engine-bench",
+            dependencies: ["TallyEngine"],
+            path: "Benchmarks/engine-bench",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ZeroMQTests",
             dependencies: ["ZeroMQ"],
