@@ -100,9 +100,14 @@ struct DedupIndex {
 /// profiling showed to be the single largest cost of the ingest path.
 /// - Complexity: O(1) expected per operation; grows by doubling at load 0.7.
 struct KeyTable {
-    private var his: [UInt64] = [UInt64](repeating: 0, count: 1024)
-    private var los: [UInt64] = [UInt64](repeating: 0, count: 1024)
-    private var hours: [Int64] = [Int64](repeating: 0, count: 1024)
+    /// One slot: key and hour together, so a probe touches one cache line.
+    struct Slot {
+        var hi: UInt64
+        var lo: UInt64
+        var hour: Int64
+        @inline(__always) var isEmpty: Bool { hi == 0 && lo == 0 }
+    }
+    private var slots = [Slot](repeating: Slot(hi: 0, lo: 0, hour: 0), count: 1024)
     private(set) var count = 0
 
     /// (0, 0) marks an empty slot; the one key equal to it is stored as (0, 1).
@@ -113,13 +118,15 @@ struct KeyTable {
 
     @inline(__always)
     private func find(_ hi: UInt64, _ lo: UInt64) -> (Int, Bool) {
-        let mask = his.count - 1
-        var i = Int(truncatingIfNeeded: lo) & mask
-        while true {
-            let h = his[i], l = los[i]
-            if h == 0 && l == 0 { return (i, false) }
-            if h == hi && l == lo { return (i, true) }
-            i = (i + 1) & mask
+        slots.withUnsafeBufferPointer { buf in
+            let mask = buf.count - 1
+            var i = Int(truncatingIfNeeded: lo) & mask
+            while true {
+                let s = buf[i]
+                if s.isEmpty { return (i, false) }
+                if s.hi == hi && s.lo == lo { return (i, true) }
+                i = (i + 1) & mask
+            }
         }
     }
 
@@ -127,21 +134,19 @@ struct KeyTable {
         get {
             let (hi, lo) = Self.norm(key)
             let (i, found) = find(hi, lo)
-            return found ? hours[i] : nil
+            return found ? slots[i].hour : nil
         }
         set {
             let (hi, lo) = Self.norm(key)
             let (i, found) = find(hi, lo)
             if let v = newValue {
                 if found {
-                    hours[i] = v
+                    slots[i].hour = v
                     return
                 }
-                his[i] = hi
-                los[i] = lo
-                hours[i] = v
+                slots[i] = Slot(hi: hi, lo: lo, hour: v)
                 count += 1
-                if count * 10 > his.count * 7 { grow() }
+                if count * 10 > slots.count * 7 { grow() }
             } else if found {
                 remove(at: i)
             }
@@ -149,50 +154,43 @@ struct KeyTable {
     }
 
     private mutating func remove(at start: Int) {
-        let mask = his.count - 1
+        let mask = slots.count - 1
         var hole = start
         var j = start
         while true {
             j = (j + 1) & mask
-            if his[j] == 0 && los[j] == 0 { break }
-            let home = Int(truncatingIfNeeded: los[j]) & mask
+            if slots[j].isEmpty { break }
+            let home = Int(truncatingIfNeeded: slots[j].lo) & mask
             // Move j back into the hole when its home is not cyclically in (hole, j].
             let inRange = hole <= j ? (home > hole && home <= j) : (home > hole || home <= j)
             if !inRange {
-                his[hole] = his[j]
-                los[hole] = los[j]
-                hours[hole] = hours[j]
+                slots[hole] = slots[j]
                 hole = j
             }
         }
-        his[hole] = 0
-        los[hole] = 0
+        slots[hole] = Slot(hi: 0, lo: 0, hour: 0)
         count -= 1
     }
 
     private mutating func grow() {
-        let oldH = his, oldL = los, oldV = hours
-        let n = his.count * 2
-        his = [UInt64](repeating: 0, count: n)
-        los = [UInt64](repeating: 0, count: n)
-        hours = [Int64](repeating: 0, count: n)
+        let old = slots
+        let n = slots.count * 2
+        slots = [Slot](repeating: Slot(hi: 0, lo: 0, hour: 0), count: n)
         let mask = n - 1
-        for k in 0..<oldH.count where oldH[k] != 0 || oldL[k] != 0 {
-            var i = Int(truncatingIfNeeded: oldL[k]) & mask
-            while his[i] != 0 || los[i] != 0 { i = (i + 1) & mask }
-            his[i] = oldH[k]
-            los[i] = oldL[k]
-            hours[i] = oldV[k]
+        for s in old where !s.isEmpty {
+            var i = Int(truncatingIfNeeded: s.lo) & mask
+            while !slots[i].isEmpty { i = (i + 1) & mask }
+            slots[i] = s
         }
     }
 
     var entries: [(EventKey, Int64)] {
         var out: [(EventKey, Int64)] = []
         out.reserveCapacity(count)
-        for k in 0..<his.count where his[k] != 0 || los[k] != 0 { out.append((EventKey(hi: his[k], lo: los[k]), hours[k])) }
+        for s in slots where !s.isEmpty { out.append((EventKey(hi: s.hi, lo: s.lo), s.hour)) }
         return out
     }
 
     /// Bytes held by the table.
-    var byteCount: Int { his.count * 24 }
+    var byteCount: Int { slots.count * MemoryLayout<Slot>.stride }
 }
