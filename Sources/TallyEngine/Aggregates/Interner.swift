@@ -164,31 +164,31 @@ final class Interner {
 
     /// Lists of interned strings (row fields of type `[str]`), shared by content and kept for
     /// the interner's lifetime: memory grows with distinct lists, never with events.
-    private var lists: [[Int32]: StringList] = [:]
+    private var listIDs: [[Int32]: Int32] = [:]
+    private var listValues: [StringList] = []
     private var listStorage: [UnsafeMutablePointer<StringView>] = []
 
-    /// A stable ``StringList`` equal to `list`, its strings interned.
-    func internList(_ list: StringList) -> StringList {
-        let ids = list.map { intern($0.bytes) }
-        if let l = lists[ids] { return l }
+    /// The id of a list equal to `ids` (interned string ids), creating it if new.
+    func listID(_ ids: [Int32]) -> Int32 {
+        if let l = listIDs[ids] { return l }
         let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(ids.count, 1))
         for (i, id) in ids.enumerated() { (p + i).initialize(to: view(id)) }
         listStorage.append(p)
-        let l = StringList(base: UnsafePointer(p), count: ids.count)
-        lists[ids] = l
-        return l
+        let id = Int32(listValues.count)
+        listValues.append(StringList(base: UnsafePointer(p), count: ids.count))
+        listIDs[ids] = id
+        return id
     }
 
-    func internList(_ strings: [String]) -> StringList {
-        let ids = strings.map { intern($0) }
-        if let l = lists[ids] { return l }
-        let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(ids.count, 1))
-        for (i, id) in ids.enumerated() { (p + i).initialize(to: view(id)) }
-        listStorage.append(p)
-        let l = StringList(base: UnsafePointer(p), count: ids.count)
-        lists[ids] = l
-        return l
-    }
+    /// The id of a stable list equal to `list`.
+    func listID(_ list: StringList) -> Int32 { listID(list.map { intern($0.bytes) }) }
+
+    /// The stable list with this id.
+    @inline(__always)
+    func list(_ id: Int32) -> StringList { listValues[Int(id)] }
+
+    /// A stable ``StringList`` equal to `list`, its strings interned.
+    func internList(_ list: StringList) -> StringList { self.list(listID(list)) }
 
     /// Approximate bytes used by the index structures (not counting the pages).
     var indexBytes: Int { starts.capacity * 8 + lengths.capacity * 4 + hashes.capacity * 4 + table.capacity * 4 }

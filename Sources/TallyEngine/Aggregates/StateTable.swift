@@ -1,30 +1,99 @@
 // MARK: - Latest-state tables
 
-/// One version of a row: the fields of one event (strings interned, so the views stay valid).
+/// One version of a row: the fields of one event, packed into 64 bytes with no heap
+/// allocation (strings and string lists as interned ids).
 struct RowVersion {
     var time: Micros
     /// Arrival order (ties on `time` go to the later arrival).
     var seq: UInt64
-    /// Position of the event's type among the table's types.
-    var pos: Int
-    var fields: [FieldValue]
+    /// Byte 0: type position among the table's types; byte 1: field count; bytes 2-6: tags.
+    private var meta: UInt64
+    private var p0: UInt64 = 0, p1: UInt64 = 0, p2: UInt64 = 0, p3: UInt64 = 0, p4: UInt64 = 0
+
+    enum Tag: UInt64 { case absent = 0, string, int, number, boolFalse, boolTrue, strings }
+
+    init(time: Micros, seq: UInt64, pos: Int, count: Int) {
+        self.time = time
+        self.seq = seq
+        meta = UInt64(pos & 0xFF) | UInt64(count & 0xFF) << 8
+    }
+
+    var pos: Int { Int(meta & 0xFF) }
+    var count: Int { Int((meta >> 8) & 0xFF) }
 
     @inline(__always)
     func isAfter(_ o: RowVersion) -> Bool { time != o.time ? time > o.time : seq > o.seq }
+
+    @inline(__always)
+    private func payload(_ i: Int) -> UInt64 {
+        switch i {
+        case 0: p0
+        case 1: p1
+        case 2: p2
+        case 3: p3
+        default: p4
+        }
+    }
+
+    private mutating func setPayload(_ i: Int, _ v: UInt64) {
+        switch i {
+        case 0: p0 = v
+        case 1: p1 = v
+        case 2: p2 = v
+        case 3: p3 = v
+        default: p4 = v
+        }
+    }
+
+    /// Stores field `i`, interning its strings.
+    mutating func set(_ i: Int, _ v: FieldValue, _ interner: Interner) {
+        let tag: Tag
+        var bits: UInt64 = 0
+        switch v {
+        case .absent: tag = .absent
+        case .string(let s): tag = .string; bits = UInt64(UInt32(bitPattern: interner.intern(s.bytes)))
+        case .int(let x): tag = .int; bits = UInt64(bitPattern: x)
+        case .number(let d): tag = .number; bits = d.bitPattern
+        case .bool(let b): tag = b ? .boolTrue : .boolFalse
+        case .strings(let l): tag = .strings; bits = UInt64(UInt32(bitPattern: interner.listID(l)))
+        }
+        let shift = UInt64(16 + 8 * i)
+        meta = (meta & ~(0xFF << shift)) | (tag.rawValue << shift)
+        setPayload(i, bits)
+    }
+
+    /// Field `i` as a ``FieldValue`` whose views point into the interner.
+    @inline(__always)
+    func field(_ i: Int, _ interner: Interner) -> FieldValue {
+        let bits = payload(i)
+        switch (meta >> UInt64(16 + 8 * i)) & 0xFF {
+        case Tag.string.rawValue: return .string(interner.view(Int32(bitPattern: UInt32(truncatingIfNeeded: bits))))
+        case Tag.int.rawValue: return .int(Int64(bitPattern: bits))
+        case Tag.number.rawValue: return .number(Double(bitPattern: bits))
+        case Tag.boolFalse.rawValue: return .bool(false)
+        case Tag.boolTrue.rawValue: return .bool(true)
+        case Tag.strings.rawValue: return .strings(interner.list(Int32(bitPattern: UInt32(truncatingIfNeeded: bits))))
+        default: return .absent
+        }
+    }
 }
 
 /// Per key: the latest version exactly, plus at most one older version per hour bucket within
-/// the retention horizon (for as-of-the-past queries: year-ago, start of year). Versions are
-/// sorted by (time, seq).
+/// the retention horizon (for as-of-the-past queries: year-ago, start of year), sorted by
+/// (time, seq). The latest is stored inline: a key with one version allocates nothing.
 struct Row {
     var key: Int32
-    var versions: [RowVersion]
+    var latest: RowVersion
+    var older: [RowVersion] = []
+
+    var versions: [RowVersion] { older + [latest] }
 
     /// The version in effect at `t`: the latest with `time <= t`.
     func version(at t: Micros) -> RowVersion? {
-        var i = versions.count - 1
+        if latest.time <= t { return latest }
+        var i = older.count - 1
         while i >= 0 {
-            if versions[i].time <= t { return versions[i] }
+            if older[i].time <= t { return older[i] }
             i -= 1
         }
         return nil
@@ -56,18 +125,18 @@ struct TableAggregate {
     }
 
     mutating func apply(_ v: RowVersion, sign: Double, interner: Interner) {
-        let f = v.fields
+        let f = { (i: Int) -> FieldValue in v.field(i, interner) }
         var contributions = [Double?](repeating: nil, count: channels.count)
         for (c, ch) in channels.enumerated() {
-            contributions[c] = ch.contribution(pos: v.pos) { f[$0] }
+            contributions[c] = ch.contribution(pos: v.pos, f)
             if let x = contributions[c] { totals[c] += sign * x }
         }
         if let ds = distinctSlots, contributions[0] != nil, ds[v.pos] >= 0,
-           let id = EventAggregator.internValue(f[ds[v.pos]], interner) {
+           let id = EventAggregator.internValue(f(ds[v.pos]), interner) {
             let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
             distinctRefs[id] = n > 0 ? n : nil
         }
-        if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f[bs[v.pos]], interner) {
+        if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f(bs[v.pos]), interner) {
             var arr = groups[g] ?? [Double](repeating: 0, count: channels.count)
             for c in 0..<channels.count { if let x = contributions[c] { arr[c] += sign * x } }
             groups[g] = arr
@@ -77,9 +146,9 @@ struct TableAggregate {
 
 /// A latest-state table and the running aggregates of the indicators over it.
 ///
-/// Memory per key: the row (key id, versions array header ~40 bytes) + per version
-/// ~32 bytes + 24 bytes per field (the interned strings' bytes are shared) + the index entry
-/// (~16 bytes).
+/// Memory per key: the row (~80 bytes: key, the latest version packed in 64 bytes, an empty
+/// history array) + the index entry (~12-24 bytes) + the interned key string; older versions
+/// (at most one per hour within the horizon) cost 64 bytes each.
 final class StateTable {
     let def: TableDefinition
     let canonical: String
@@ -97,15 +166,6 @@ final class StateTable {
         posOfType = pos
     }
 
-    /// Copies a field with its strings interned (so it outlives the payload).
-    static func persist(_ v: FieldValue, _ interner: Interner) -> FieldValue {
-        switch v {
-        case .string(let s): return .string(interner.view(interner.intern(s.bytes)))
-        case .strings(let list): return .strings(interner.internList(list))
-        default: return v
-        }
-    }
-
     /// Applies one event: a new version of its key's row.
     /// - Complexity: O(versions of the key + aggregates over the table).
     func apply(_ e: Event, pos: Int, seq: UInt64, horizon: Micros, interner: Interner) {
@@ -116,38 +176,44 @@ final class StateTable {
         } else {
             key = -1
         }
-        var fields: [FieldValue] = []
-        fields.reserveCapacity(e.fields.count)
-        for i in 0..<e.fields.count { fields.append(Self.persist(e.fields[i], interner)) }
-        insert(key: key, RowVersion(time: e.time, seq: seq, pos: pos, fields: fields), horizon: horizon, interner: interner)
+        var v = RowVersion(time: e.time, seq: seq, pos: pos, count: e.fields.count)
+        for i in 0..<e.fields.count { v.set(i, e.fields[i], interner) }
+        insert(key: key, v, horizon: horizon, interner: interner)
     }
 
     func insert(key: Int32, _ v: RowVersion, horizon: Micros, interner: Interner) {
         maxTime = max(maxTime, v.time)
-        let ri: Int
-        if let i = index[key] {
-            ri = Int(i)
-        } else {
-            ri = rows.count
-            rows.append(Row(key: key, versions: []))
-            index[key] = Int32(ri)
+        guard let i = index[key] else {
+            index[key] = Int32(rows.count)
+            rows.append(Row(key: key, latest: v))
+            for a in aggregates.indices { aggregates[a].apply(v, sign: 1, interner: interner) }
+            return
         }
-        let old = rows[ri].versions.last
-        var versions = rows[ri].versions
-        rows[ri].versions = []
-        var at = versions.count
-        while at > 0 && versions[at - 1].isAfter(v) { at -= 1 }
-        versions.insert(v, at: at)
-        Self.compact(&versions, horizon: horizon)
-        rows[ri].versions = versions
-        let new = versions.last!
-        if old == nil || new.seq != old!.seq || new.time != old!.time {
+        let ri = Int(i)
+        let old = rows[ri].latest
+        if v.isAfter(old) && rows[ri].older.isEmpty && Self.hour(old.time) == Self.hour(v.time) {
+            rows[ri].latest = v  // the common case: a newer version in the same hour replaces
+        } else {
+            var versions = rows[ri].versions
+            var at = versions.count
+            while at > 0 && versions[at - 1].isAfter(v) { at -= 1 }
+            versions.insert(v, at: at)
+            Self.compact(&versions, horizon: horizon)
+            rows[ri].latest = versions.removeLast()
+            rows[ri].older = versions
+        }
+        let new = rows[ri].latest
+        if new.seq != old.seq || new.time != old.time {
+            let old: RowVersion? = old
             for a in aggregates.indices {
                 if let old { aggregates[a].apply(old, sign: -1, interner: interner) }
                 aggregates[a].apply(new, sign: 1, interner: interner)
             }
         }
     }
+
+    @inline(__always)
+    static func hour(_ t: Micros) -> Int64 { ZoneCalendar.floorDiv(t, ZoneCalendar.microsPerHour) }
 
     /// Keeps the latest version, at most one per hour bucket before it, and of the versions
     /// older than the horizon only the newest.
@@ -171,7 +237,7 @@ final class StateTable {
     func rebuildAggregates(interner: Interner) {
         for a in aggregates.indices {
             var fresh = TableAggregate(indicator: aggregates[a].indicator, def: aggregates[a].def)
-            for r in rows { if let v = r.versions.last { fresh.apply(v, sign: 1, interner: interner) } }
+            for r in rows { fresh.apply(r.latest, sign: 1, interner: interner) }
             aggregates[a] = fresh
         }
     }
@@ -187,7 +253,7 @@ final class StateTable {
             fresh.apply(v, sign: 1, interner: interner)
             if fresh.hasMinMax {
                 for (c, ch) in fresh.channels.enumerated() {
-                    if let x = ch.contribution(pos: v.pos, { v.fields[$0] }) {
+                    if let x = ch.contribution(pos: v.pos, { v.field($0, interner) }) {
                         mins[c] = min(mins[c], x)
                         maxs[c] = max(maxs[c], x)
                     }

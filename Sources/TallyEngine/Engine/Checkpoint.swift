@@ -171,9 +171,9 @@ extension Engine {
                 w.count(r.versions.count)
                 for v in r.versions {
                     w.i64(v.time); w.u64(v.seq); w.count(v.pos)
-                    w.count(v.fields.count)
-                    for f in v.fields {
-                        switch f {
+                    w.count(v.count)
+                    for fi in 0..<v.count {
+                        switch v.field(fi, interner) {
                         case .absent: w.u8(0)
                         case .string(let s): w.u8(1); w.i32(interner.lookup(s.bytes) ?? interner.intern(s.bytes))
                         case .int(let i): w.u8(2); w.i64(i)
@@ -313,31 +313,36 @@ extension Engine {
             var rows: [Row] = []
             rows.reserveCapacity(rn)
             for _ in 0..<rn {
-                var row = Row(key: try r.i32(), versions: [])
+                let key = try r.i32()
                 let vn = try r.count()
+                guard vn >= 1 else { throw CheckpointError(kind: .corrupt, message: "row without versions") }
+                var versions: [RowVersion] = []
                 for _ in 0..<vn {
-                    var v = RowVersion(time: try r.i64(), seq: try r.u64(), pos: try r.count(max: 64), fields: [])
+                    let time = try r.i64(), seq = try r.u64(), pos = try r.count(max: 64)
                     let fn = try r.count(max: EventFields.capacity)
-                    for _ in 0..<fn {
+                    var v = RowVersion(time: time, seq: seq, pos: pos, count: fn)
+                    for fi in 0..<fn {
                         switch try r.u8() {
-                        case 0: v.fields.append(.absent)
-                        case 1: v.fields.append(.string(try str(try r.i32())))
-                        case 2: v.fields.append(.int(try r.i64()))
-                        case 3: v.fields.append(.number(try r.f64()))
-                        case 4: v.fields.append(.bool(false))
-                        case 5: v.fields.append(.bool(true))
+                        case 0: v.set(fi, .absent, e.interner)
+                        case 1: v.set(fi, .string(try str(try r.i32())), e.interner)
+                        case 2: v.set(fi, .int(try r.i64()), e.interner)
+                        case 3: v.set(fi, .number(try r.f64()), e.interner)
+                        case 4: v.set(fi, .bool(false), e.interner)
+                        case 5: v.set(fi, .bool(true), e.interner)
                         case 6:
                             let n = try r.count()
-                            var names: [String] = []
-                            for _ in 0..<n { names.append(try str(try r.i32()).string) }
-                            v.fields.append(.strings(e.interner.internList(names)))
+                            var ids: [Int32] = []
+                            for _ in 0..<n { ids.append(try r.i32()) }
+                            for id in ids { _ = try str(id) }
+                            v.set(fi, .strings(e.interner.list(e.interner.listID(ids))), e.interner)
                         default: throw CheckpointError(kind: .corrupt, message: "bad field tag")
                         }
                     }
                     if let t = target, v.pos >= t.def.types.count { throw CheckpointError(kind: .corrupt, message: "row type out of range") }
-                    row.versions.append(v)
+                    versions.append(v)
                 }
-                rows.append(row)
+                let latest = versions.removeLast()
+                rows.append(Row(key: key, latest: latest, older: versions))
             }
             if let t = target {
                 t.rows = rows
