@@ -130,6 +130,8 @@ final class EventAggregator {
     /// One-entry cache of the last key looked up (most aggregates have one cell, and
     /// `$year` partitions are mostly the current year): skips the dictionary's hashing.
     private var lastKey: Int64 = .min
+    /// Interned group id → cell index (-1: none yet), for `by` without `$year`.
+    private var groupCell: [Int32] = []
     private var lastIndex = 0
 
     @inline(__always)
@@ -155,6 +157,7 @@ final class EventAggregator {
         distinctCells = distinct
         cellIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Int32($0)) })
         lastKey = .min
+        groupCell = []
     }
 
     func isAllCell(_ i: Int) -> Bool { cellKeys[i] >> 32 == 0 }
@@ -186,7 +189,20 @@ final class EventAggregator {
         let all = cellIndex(for: Self.key(group: nil, partition: partition), isAll: true)
         update(all, e.time, c0, c1, c2, distinctID, calendar)
         if let bs = bySlots, bs[pos] >= 0, let g = Self.internValue(fields[bs[pos]], interner) {
-            let gi = cellIndex(for: Self.key(group: g, partition: partition), isAll: false)
+            let gi: Int
+            if partitionSlots == nil {
+                // Dense lookup by interned id: no hashing of the group key.
+                let gid = Int(g)
+                if gid < groupCell.count, groupCell[gid] >= 0 {
+                    gi = Int(groupCell[gid])
+                } else {
+                    gi = cellIndex(for: Self.key(group: g, partition: partition), isAll: false)
+                    if gid >= groupCell.count { groupCell.append(contentsOf: repeatElement(-1, count: gid - groupCell.count + 1)) }
+                    groupCell[gid] = Int32(gi)
+                }
+            } else {
+                gi = cellIndex(for: Self.key(group: g, partition: partition), isAll: false)
+            }
             update(gi, e.time, c0, c1, c2, distinctID, calendar)
         }
     }
