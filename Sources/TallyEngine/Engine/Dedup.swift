@@ -37,10 +37,12 @@ struct DedupIndex {
     /// - Complexity: O(1) expected.
     @inline(__always)
     mutating func checkAndInsert(_ key: EventKey, time: Micros, clock: Micros?) -> Bool {
-        if seen[key] != nil { return true }
         let h = ZoneCalendar.floorDiv(time, Self.hour)
-        if let c = clock, time < c - horizon { return false }  // too old to be remembered: accepted
-        if h <= expiredThrough { return false }
+        if (clock.map { time < $0 - horizon } ?? false) || h <= expiredThrough {
+            return seen[key] != nil  // too old to be remembered: a duplicate only if still known
+        }
+        // One probe: insert if absent.
+        if !seen.insertIfAbsent(key, hour: h) { return true }
         let s = slot(h)
         if listHour[s] != h {
             // A stale hour still in the slot (clock jumped): drop its keys first.
@@ -49,7 +51,6 @@ struct DedupIndex {
             listHour[s] = h
         }
         lists[s].append(key)
-        seen[key] = h
         return false
     }
 
@@ -151,6 +152,19 @@ struct KeyTable {
                 remove(at: i)
             }
         }
+    }
+
+    /// Inserts `key` unless present. Returns false when it was already there.
+    /// - Complexity: one probe sequence.
+    @inline(__always)
+    mutating func insertIfAbsent(_ key: EventKey, hour: Int64) -> Bool {
+        let (hi, lo) = Self.norm(key)
+        let (i, found) = find(hi, lo)
+        if found { return false }
+        slots[i] = Slot(hi: hi, lo: lo, hour: hour)
+        count += 1
+        if count * 10 > slots.count * 7 { grow() }
+        return true
     }
 
     private mutating func remove(at start: Int) {
