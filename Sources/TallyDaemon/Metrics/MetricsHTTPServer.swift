@@ -239,10 +239,13 @@ public final class MetricsHTTPServer: Sendable {
     /// One client connection: accumulating its request head, then writing its answer.
     private struct Connection {
         let descriptor: Int32
-        let deadline: UInt64
+        var deadline: UInt64
         var request: [UInt8] = []
         var response: [UInt8]? = nil
         var written = 0
+        /// Answer sent and write side shut: discarding whatever the client still sends until it closes,
+        /// so unread bytes do not make the kernel reset the connection before the answer is read.
+        var draining = false
     }
 
     /// The server thread's loop: poll the wake pipe, the listening socket (while below the connection
@@ -266,7 +269,7 @@ public final class MetricsHTTPServer: Sendable {
             let listening = connections.count < limits.maxConnections && now >= acceptPausedUntil
             descriptors.append(pollfd(fd: listening ? listenDescriptor : -1, events: Int16(POLLIN), revents: 0))
             for connection in connections {
-                let events = connection.response == nil ? POLLIN : POLLOUT
+                let events = connection.response == nil || connection.draining ? POLLIN : POLLOUT
                 descriptors.append(pollfd(fd: connection.descriptor, events: Int16(events), revents: 0))
             }
             var nextWake = connections.map(\.deadline).min() ?? UInt64.max
@@ -318,6 +321,15 @@ public final class MetricsHTTPServer: Sendable {
     /// Reads or writes what the connection is ready for.
     /// - Returns: false when the connection is finished (answered, failed or hung up).
     private func advance(_ connection: inout Connection, revents: Int16) -> Bool {
+        if connection.draining {
+            var scratch = [UInt8](repeating: 0, count: 4_096)
+            while true {
+                let count = scratch.withUnsafeMutableBytes { recv(connection.descriptor, $0.baseAddress, $0.count, 0) }
+                if count > 0 { continue }
+                if count < 0 && errno == EINTR { continue }
+                return count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)
+            }
+        }
         if connection.response == nil {
             if revents & Int16(POLLERR | POLLNVAL) != 0 { return false }
             var chunk = [UInt8](repeating: 0, count: 4_096)
@@ -357,7 +369,10 @@ public final class MetricsHTTPServer: Sendable {
             }
         }
         _ = Glibc.shutdown(connection.descriptor, Int32(SHUT_WR))
-        return false
+        connection.draining = true
+        // Give the client at most one more second (and never past its deadline) to close its side.
+        connection.deadline = min(connection.deadline, MonotonicClock.microseconds() + 1_000_000)
+        return true
     }
 
     // MARK: HTTP

@@ -158,6 +158,11 @@ public final class TallyMetrics: Sendable {
         buildInfo.set(Double(1))
     }
 
+    /// Metrics in a registry of their own (tests, or a daemon that does not bootstrap swift-metrics).
+    public convenience init(version: String, labelLimit: Int = 1_000) {
+        self.init(registry: PrometheusCollectorRegistry(), version: version, labelLimit: labelLimit)
+    }
+
     static func descriptor(_ definition: MetricDefinition) -> MetricNameDescriptor {
         MetricNameDescriptor(metricName: definition.name, unitName: "", helpText: definition.help)
     }
