@@ -143,7 +143,10 @@ if [ "$CURVE" = 1 ]; then
   if [ -f "$CONF_DIR/keys/server.key_secret" ]; then
     say "unchanged  $CONF_DIR/keys/server.key_secret"
   else
-    "$BIN_DIR/tally" keys generate server --dir "$CONF_DIR/keys"
+    "$BIN_DIR/tally" keys generate server --dir "$CONF_DIR/keys" || {
+      echo "install.sh: '$BIN_DIR/tally keys generate server --dir $CONF_DIR/keys' failed; nothing started" >&2
+      exit 1
+    }
     say "created    $CONF_DIR/keys/server.key (give it to producers and subscribers) and server.key_secret"
   fi
   if [ "$LIVE" = 1 ]; then
