@@ -281,3 +281,62 @@ struct DeployInstallTests {
         #expect(!DeploySupport.exists(stage.root + "/var/lib/tally"))
     }
 }
+
+// MARK: - Confinement at run time
+
+/// Whether the run-time confinement check can run here: python3-seccomp for the system python,
+/// pyzmq for the default python3, and a C compiler for the MDWE launcher.
+private let confinementToolsPresent: Bool =
+    DeploySupport.run("/usr/bin/python3 -c 'import seccomp' && python3 -c 'import zmq' && command -v cc").status == 0
+
+@Suite(
+    "The unit's confinement tolerates libzmq",
+    .enabled(if: confinementToolsPresent, "needs python3-seccomp (apt), pyzmq and cc; .ci/run should install python3-seccomp"))
+struct DeployConfinementTests {
+    /// A PUSH→PULL round trip over TCP through libzmq (as bundled by pyzmq), which starts I/O threads.
+    static let zmqRoundTrip = """
+        import zmq
+        ctx = zmq.Context()
+        pull = ctx.socket(zmq.PULL); pull.bind("tcp://127.0.0.1:*")
+        push = ctx.socket(zmq.PUSH); push.connect(pull.getsockopt(zmq.LAST_ENDPOINT).decode())
+        push.send(b"ok"); pull.RCVTIMEO = 5000
+        print("zmq-" + pull.recv().decode())
+        ctx.destroy(linger=0)
+        """
+
+    static func roundTrip(unit: String, directory: String) throws -> DeploySupport.Outcome {
+        let script = directory + "/round_trip.py"
+        try DeploySupport.write(script, zmqRoundTrip)
+        let launcher = directory + "/mdwe"
+        let built = DeploySupport.run(
+            "cc -O2 -o \(DeploySupport.quote(launcher)) \(DeploySupport.quote(DeploySupport.path("Deploy/hardening/mdwe.c")))")
+        try #require(built.status == 0, "\(built.output)")
+        return DeploySupport.run(
+            "/usr/bin/python3 \(DeploySupport.quote(DeploySupport.path("Deploy/hardening/sysfilter.py"))) "
+                + "\(DeploySupport.quote(unit)) \(DeploySupport.quote(launcher)) \"$(command -v python3)\" "
+                + DeploySupport.quote(script))
+    }
+
+    @Test("libzmq runs under the unit's system-call filter with W+X memory refused")
+    func libzmqUnderTheFilter() throws {
+        let directory = try DeploySupport.temporaryDirectory()
+        defer { _ = DeploySupport.run("rm -rf \(DeploySupport.quote(directory))") }
+        let outcome = try Self.roundTrip(unit: DeploySupport.path("Deploy/tally.service"), directory: directory)
+        #expect(outcome.status == 0, "\(outcome.output)")
+        #expect(outcome.output.contains("mdwe: W+X mmap refused (MDWE active)"))
+        #expect(outcome.output.contains("zmq-ok"), "\(outcome.output)")
+    }
+
+    @Test("Filtering @resources would make libzmq abort, which is why the unit does not")
+    func resourcesFilterBreaksLibzmq() throws {
+        let directory = try DeploySupport.temporaryDirectory()
+        defer { _ = DeploySupport.run("rm -rf \(DeploySupport.quote(directory))") }
+        let unit = try #require(DeploySupport.read(DeploySupport.path("Deploy/tally.service")))
+        let stricter = directory + "/stricter.service"
+        try DeploySupport.write(stricter, unit + "SystemCallFilter=~@resources\n")
+        let outcome = try Self.roundTrip(unit: stricter, directory: directory)
+        #expect(outcome.status != 0)
+        #expect(!outcome.output.contains("zmq-ok"))
+        #expect(outcome.output.contains("Operation not permitted (src/thread.cpp"), "\(outcome.output)")
+    }
+}
