@@ -323,4 +323,23 @@ struct MetricsHTTPServerTests {
             #expect(failure.errno == EADDRINUSE)
         }
     }
+
+    @Test("curl, a real HTTP client, scrapes /metrics and sees readiness", .enabled(if: DeploySupport.run("command -v curl").status == 0))
+    func curlScrape() throws {
+        let fixture = try ServerFixture()
+        defer { fixture.server.shutdown() }
+        for index in 0..<200 { fixture.metrics.recordRejected(reason: "bad_time", source: "/agency/\(index)") }
+        fixture.metrics.eventsReceived.increment(by: Int64(12_345))
+        let base = "http://127.0.0.1:\(fixture.port)"
+        let scrape = DeploySupport.run("curl -sS --max-time 5 -o /dev/stdout -w '\\n%{http_code} %{size_download} %{time_total}\\n' \(base)/metrics")
+        #expect(scrape.status == 0, "\(scrape.output)")
+        #expect(sample(scrape.output, "tally_events_received_total") == 12_345)
+        let summary = scrape.output.split(separator: "\n").last.map { $0.split(separator: " ") } ?? []
+        #expect(summary.first == "200")
+        print("curl /metrics with \(MetricCatalog.all.count) families and 200 rejected series: \(summary.dropFirst().first ?? "?") bytes in \(summary.last ?? "?") s")
+        #expect(DeploySupport.run("curl -s -o /dev/null -w '%{http_code}' \(base)/readyz").output == "503")
+        fixture.health.markReady()
+        #expect(DeploySupport.run("curl -s -o /dev/null -w '%{http_code}' \(base)/readyz").output == "200")
+        #expect(DeploySupport.run("curl -s -o /dev/null -w '%{http_code}' \(base)/nope").output == "404")
+    }
 }
