@@ -497,8 +497,10 @@ public final class WriteAheadLog {
         while segments.count > 1, segments[1].firstLSN - 1 <= lsn {
             try FileIO.unlinkIfPresent(segments[0].path)
             segments.removeFirst()
-            synced.segment -= 1
-            if let r = pendingRepair { pendingRepair = (r.segment - 1, r.offset, r.lsn) }
+            // A point at the end of the deleted segment is the same point as the start of the
+            // next one (its first LSN is the point's LSN + 1).
+            synced = synced.segment == 0 ? (0, 0, synced.lsn) : (synced.segment - 1, synced.offset, synced.lsn)
+            if let r = pendingRepair { pendingRepair = r.segment == 0 ? (0, 0, r.lsn) : (r.segment - 1, r.offset, r.lsn) }
             deleted += 1
         }
         if deleted > 0 { try FileIO.syncDirectory(directory) }
