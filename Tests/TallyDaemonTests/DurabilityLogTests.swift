@@ -235,5 +235,7 @@ struct DurabilityLogTests {
         #expect(try log.truncate(through: 1_000) == before.count - 4)
         #expect(log.segmentCount == 1)
         #expect(try log.append([.meta([1])]) == 101...101)
+        try log.sync()
+        #expect(log.durableLSN == 101)
     }
 }
