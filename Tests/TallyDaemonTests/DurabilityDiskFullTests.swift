@@ -7,17 +7,17 @@ import Testing
 /// Mounts a tmpfs of a given size on a fresh temp directory. Needs mount(2) (root or
 /// CAP_SYS_ADMIN); `available` probes once so the test is reported as skipped, with the reason,
 /// where it cannot run — never silently passed.
-struct SmallTmpfs {
-    let directory: TempDirectory
+struct WALSmallTmpfs {
+    let directory: WALTempDirectory
 
     static let available: Bool = {
-        guard let probe = SmallTmpfs(size: "64k") else { return false }
+        guard let probe = WALSmallTmpfs(size: "64k") else { return false }
         probe.unmount()
         return true
     }()
 
     init?(size: String) {
-        let dir = TempDirectory("tmpfs")
+        let dir = WALTempDirectory("tmpfs")
         guard mount("tmpfs", dir.path, "tmpfs", 0, "size=\(size),mode=0700") == 0 else {
             dir.remove()
             return nil
@@ -55,12 +55,12 @@ struct DurabilityDiskFullTests {
     }
 
     @Test("on a full disk append fails, nothing half-written is replayed, and appends succeed again when space returns",
-          .enabled(if: SmallTmpfs.available, "needs mount(2) of a tmpfs (run as root or with CAP_SYS_ADMIN)"))
+          .enabled(if: WALSmallTmpfs.available, "needs mount(2) of a tmpfs (run as root or with CAP_SYS_ADMIN)"))
     func diskFullAndRecovery() throws {
-        let fs = try #require(SmallTmpfs(size: "256k"))
+        let fs = try #require(WALSmallTmpfs(size: "256k"))
         defer { fs.unmount() }
         let filler = fs.directory.file("filler")
-        try writeFile(filler, [UInt8](repeating: 0xAB, count: 64 * 1024))
+        try walWriteFile(filler, [UInt8](repeating: 0xAB, count: 64 * 1024))
         let stateDir = fs.directory.file("state")
 
         var options = WriteAheadLog.Options()
@@ -89,7 +89,7 @@ struct DurabilityDiskFullTests {
         do {
             let reader = try WriteAheadLog(directory: stateDir, options: options)
             #expect(reader.tailRepair == nil, "the failed write was rolled back, not left torn")
-            #expect(try replayAll(reader).map(\.1) == appended)
+            #expect(try walReplayAll(reader).map(\.1) == appended)
         }
 
         // Space returns.
@@ -98,7 +98,7 @@ struct DurabilityDiskFullTests {
         try log.sync()
         #expect(range == LSN(appended.count + 1)...LSN(appended.count + 7))
         appended += call(5000)
-        #expect(try replayAll(log).map(\.1) == appended)
+        #expect(try walReplayAll(log).map(\.1) == appended)
         let reopened = try WriteAheadLog(directory: stateDir, options: options)
         #expect(reopened.tailRepair == nil)
         #expect(reopened.lastLSN == LSN(appended.count))

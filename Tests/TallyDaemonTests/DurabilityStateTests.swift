@@ -38,7 +38,7 @@ struct DurabilityProducerTableTests {
     @Test("serialization round-trips ids, sequences, replies and LRU order, and rejects damaged bytes")
     func serialization() throws {
         var table = ProducerTable(capacity: 10)
-        for i in 0..<7 { table.record(producer: Array("p\(i)".utf8), sequence: UInt64(i * 3 + 1), reply: samplePayload(i)) }
+        for i in 0..<7 { table.record(producer: Array("p\(i)".utf8), sequence: UInt64(i * 3 + 1), reply: walSamplePayload(i)) }
         table.record(producer: Array("p2".utf8), sequence: 100, reply: [1, 2])
         let bytes = table.serialized()
         let back = try ProducerTable(deserializing: bytes[...], capacity: 10)
@@ -56,14 +56,14 @@ struct DurabilityProducerTableTests {
 struct DurabilityCheckpointTests {
     @Test("a checkpoint round-trips its state, producers and seq, and only the newest two are kept")
     func roundTripAndPruning() throws {
-        let dir = TempDirectory("ckpt")
+        let dir = WALTempDirectory("ckpt")
         defer { dir.remove() }
         let store = try CheckpointStore(directory: dir.path)
         var producers = ProducerTable()
         producers.record(producer: [1, 2], sequence: 9, reply: Array("{\"accepted\":3}".utf8))
         var last: CheckpointWriteResult?
         for lsn in [10, 20, 30] as [LSN] {
-            last = try store.write(lsn: lsn, engineState: samplePayload(Int(lsn)), producers: producers, snapshotSeq: lsn / 10)
+            last = try store.write(lsn: lsn, engineState: walSamplePayload(Int(lsn)), producers: producers, snapshotSeq: lsn / 10)
         }
         #expect(last?.truncatableThrough == 20)
         #expect(try store.list().map(\.lsn) == [30, 20])
@@ -72,26 +72,26 @@ struct DurabilityCheckpointTests {
         let ckpt = try #require(loaded.checkpoint)
         #expect(ckpt.lsn == 30)
         #expect(ckpt.snapshotSeq == 3)
-        #expect(ckpt.engineState == samplePayload(30))
+        #expect(ckpt.engineState == walSamplePayload(30))
         #expect(ckpt.producers == producers)
     }
 
     @Test("a newest checkpoint with a flipped byte or cut short is rejected with a reason and the older one loads")
     func fallbackToOlder() throws {
         for damage in ["flip-header", "flip-body", "truncate", "empty"] {
-            let dir = TempDirectory("ckpt")
+            let dir = WALTempDirectory("ckpt")
             defer { dir.remove() }
             let store = try CheckpointStore(directory: dir.path)
             try store.write(lsn: 5, engineState: [1, 2, 3], producers: ProducerTable(), snapshotSeq: 1)
             let newest = try store.write(lsn: 9, engineState: [UInt8](repeating: 4, count: 1000), producers: ProducerTable(), snapshotSeq: 2)
-            var bytes = try readFile(newest.path)
+            var bytes = try walReadFile(newest.path)
             switch damage {
             case "flip-header": bytes[17] ^= 0x10
             case "flip-body": bytes[500] ^= 0x01
             case "truncate": bytes.removeLast(3)
             default: bytes = []
             }
-            try writeFile(newest.path, bytes)
+            try walWriteFile(newest.path, bytes)
             let loaded = try store.loadNewest()
             #expect(loaded.checkpoint?.lsn == 5, "\(damage)")
             #expect(loaded.checkpoint?.engineState == [1, 2, 3])
@@ -101,9 +101,9 @@ struct DurabilityCheckpointTests {
 
     @Test("a temp file left by a crash during a checkpoint write is removed and ignored")
     func staleTempRemoved() throws {
-        let dir = TempDirectory("ckpt")
+        let dir = WALTempDirectory("ckpt")
         defer { dir.remove() }
-        try writeFile(dir.file("checkpoint-00000000000000000042.bin.tmp"), [1, 2, 3])
+        try walWriteFile(dir.file("checkpoint-00000000000000000042.bin.tmp"), [1, 2, 3])
         let store = try CheckpointStore(directory: dir.path)
         #expect(!FileManager.default.fileExists(atPath: dir.file("checkpoint-00000000000000000042.bin.tmp")))
         #expect(try store.loadNewest().checkpoint == nil)
@@ -116,7 +116,7 @@ struct DurabilityCheckpointTests {
 struct DurabilitySequenceTests {
     @Test("seq never repeats across many simulated crashes and continues without a gap after a clean close")
     func neverRepeats() throws {
-        let dir = TempDirectory("seq")
+        let dir = WALTempDirectory("seq")
         defer { dir.remove() }
         var seen: [UInt64] = []
         for round in 0..<20 {
@@ -136,12 +136,12 @@ struct DurabilitySequenceTests {
 
     @Test("a damaged lease file is refused instead of risking a repeated seq")
     func damagedLease() throws {
-        let dir = TempDirectory("seq")
+        let dir = WALTempDirectory("seq")
         defer { dir.remove() }
         _ = try SequenceStore(directory: dir.path)
-        var bytes = try readFile(dir.file("seq.lease"))
+        var bytes = try walReadFile(dir.file("seq.lease"))
         bytes[9] ^= 0xFF
-        try writeFile(dir.file("seq.lease"), bytes)
+        try walWriteFile(dir.file("seq.lease"), bytes)
         #expect(throws: DurabilityError.self) { try SequenceStore(directory: dir.path) }
     }
 }
@@ -150,13 +150,13 @@ struct DurabilitySequenceTests {
 
 /// A stand-in state machine with the daemon's replay rules: frames are counted, batches go through
 /// the producer table. Its "checkpoint" is its sorted counts serialized.
-struct CountingState: Equatable {
+struct WALCountingState: Equatable {
     var counts: [String: Int] = [:]
     var producers = ProducerTable()
     /// The last LSN applied (bookkeeping, not part of equality).
     var appliedThrough: LSN = 0
 
-    static func == (a: CountingState, b: CountingState) -> Bool { a.counts == b.counts && a.producers == b.producers }
+    static func == (a: WALCountingState, b: WALCountingState) -> Bool { a.counts == b.counts && a.producers == b.producers }
 
     mutating func apply(_ record: LogRecord) throws {
         switch try record.decoded() {
@@ -176,8 +176,8 @@ struct CountingState: Equatable {
         Array(counts.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ";").utf8)
     }
 
-    static func restore(_ bytes: [UInt8], producers: ProducerTable) -> CountingState {
-        var s = CountingState(producers: producers)
+    static func restore(_ bytes: [UInt8], producers: ProducerTable) -> WALCountingState {
+        var s = WALCountingState(producers: producers)
         for part in String(decoding: bytes, as: UTF8.self).split(separator: ";") {
             let kv = part.split(separator: "=")
             s.counts[String(kv[0])] = Int(kv[1])!
@@ -200,25 +200,25 @@ struct DurabilityRecoveryTests {
         var entries: [LogEntry] = []
         for p in 0..<3 {
             let seq = UInt64(round + 1)
-            let batch = LogEntry.batch(producer: Array("p\(p)".utf8), sequence: seq, payload: samplePayload(round * 3 + p))
+            let batch = LogEntry.batch(producer: Array("p\(p)".utf8), sequence: seq, payload: walSamplePayload(round * 3 + p))
             entries.append(batch)
             if (round + p) % 4 == 0 { entries.append(batch) }  // a retry logged twice
         }
-        entries.append(.frame(receivedAt: Int64(round), payload: samplePayload(round)))
+        entries.append(.frame(receivedAt: Int64(round), payload: walSamplePayload(round)))
         return entries
     }
 
-    static func recover(_ dir: String) throws -> (DurableState, CountingState) {
+    static func recover(_ dir: String) throws -> (DurableState, WALCountingState) {
         let state = try Recovery.open(stateDirectory: dir, options: options())
-        var counting = state.checkpoint.map { CountingState.restore($0.engineState, producers: $0.producers) } ?? CountingState()
+        var counting = state.checkpoint.map { WALCountingState.restore($0.engineState, producers: $0.producers) } ?? WALCountingState()
         try state.replay { try counting.apply($0) }
         counting.appliedThrough = state.log.lastLSN
         return (state, counting)
     }
 
     /// The same workload applied with no crash, no checkpoint: the reference result.
-    static func reference(rounds: Int) throws -> CountingState {
-        var s = CountingState()
+    static func reference(rounds: Int) throws -> WALCountingState {
+        var s = WALCountingState()
         var lsn: LSN = 0
         for round in 0..<rounds {
             for e in workload(round) {
@@ -238,7 +238,7 @@ struct DurabilityRecoveryTests {
 
     @Test("state and producer table survive checkpoint + replay after a crash: every batch counted exactly once")
     func crashAfterCheckpoint() throws {
-        let dir = TempDirectory("recovery")
+        let dir = WALTempDirectory("recovery")
         defer { dir.remove() }
         do {
             var (state, counting) = try Self.recover(dir.path)
@@ -264,7 +264,7 @@ struct DurabilityRecoveryTests {
 
     @Test("a corrupt newest checkpoint falls back to the older one plus the retained log, with the same result")
     func checkpointFallbackWithLog() throws {
-        let dir = TempDirectory("recovery")
+        let dir = WALTempDirectory("recovery")
         defer { dir.remove() }
         var newestPath = ""
         do {
@@ -280,9 +280,9 @@ struct DurabilityRecoveryTests {
             #expect(state.log.firstLSN > 1, "covered segments were deleted")
             try state.close()
         }
-        var bytes = try readFile(newestPath)
+        var bytes = try walReadFile(newestPath)
         bytes[bytes.count / 2] ^= 0x40
-        try writeFile(newestPath, bytes)
+        try walWriteFile(newestPath, bytes)
         let (state, counting) = try Self.recover(dir.path)
         #expect(state.report.rejectedCheckpoints.map(\.path) == [newestPath])
         #expect(state.checkpoint.map { $0.lsn } ?? 0 < state.log.lastLSN)
@@ -291,17 +291,17 @@ struct DurabilityRecoveryTests {
 
     @Test("a torn log tail is cut during recovery and reported; the records before it are replayed")
     func tornTailThroughRecovery() throws {
-        let dir = TempDirectory("recovery")
+        let dir = WALTempDirectory("recovery")
         defer { dir.remove() }
         do {
             let state = try Recovery.open(stateDirectory: dir.path, options: Self.options())
             try state.log.append([.meta([1]), .meta([2, 2]), .meta([3, 3, 3])])
             try state.log.sync()
         }
-        let segment = try #require(try segmentFiles(dir.path).last)
-        var bytes = try readFile(dir.file(segment))
+        let segment = try #require(try walSegmentFiles(dir.path).last)
+        var bytes = try walReadFile(dir.file(segment))
         bytes.removeLast(2)
-        try writeFile(dir.file(segment), bytes)
+        try walWriteFile(dir.file(segment), bytes)
         let state = try Recovery.open(stateDirectory: dir.path, options: Self.options())
         #expect(state.report.tailRepair?.bytesTruncated == 10)
         #expect(state.report.recordsToReplay == 2)
@@ -312,7 +312,7 @@ struct DurabilityRecoveryTests {
 
     @Test("a second opener of a state directory in use is refused")
     func directoryLock() throws {
-        let dir = TempDirectory("recovery")
+        let dir = WALTempDirectory("recovery")
         defer { dir.remove() }
         let first = try Recovery.open(stateDirectory: dir.path)
         #expect(throws: DurabilityError.stateDirectoryLocked(path: dir.file("LOCK"))) {
@@ -324,7 +324,7 @@ struct DurabilityRecoveryTests {
 
     @Test("the state directory is 0700 and every file 0600, whatever the umask")
     func permissions() throws {
-        let dir = TempDirectory("perm")
+        let dir = WALTempDirectory("perm")
         defer { dir.remove() }
         let stateDir = dir.file("state")
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: false, attributes: [.posixPermissions: 0o755])
@@ -334,20 +334,20 @@ struct DurabilityRecoveryTests {
         try state.log.append([.meta([1])])
         try state.checkpoint(engineState: [1], producers: ProducerTable(), snapshotSeq: 1)
         _ = try state.sequences.next()
-        #expect(fileMode(stateDir) == 0o700)
+        #expect(walFileMode(stateDir) == 0o700)
         let files = try FileManager.default.contentsOfDirectory(atPath: stateDir)
         #expect(files.contains { $0.hasPrefix("checkpoint-") } && files.contains { $0.hasPrefix("wal-") } && files.contains("seq.lease"))
-        for name in files { #expect(fileMode(stateDir + "/" + name) == 0o600, "\(name)") }
+        for name in files { #expect(walFileMode(stateDir + "/" + name) == 0o600, "\(name)") }
         let fresh = dir.file("fresh/nested")
         _ = try CheckpointStore(directory: fresh)
-        #expect(fileMode(fresh) == 0o700)
+        #expect(walFileMode(fresh) == 0o700)
     }
 }
 
 extension DurableState {
     /// Applies the records appended since `counting` last saw the log (test helper mirroring the
     /// daemon, which applies what it just appended).
-    func replayTail(into counting: inout CountingState) throws {
+    func replayTail(into counting: inout WALCountingState) throws {
         let from = counting.appliedThrough
         var c = counting
         try log.replay(after: from) { try c.apply($0); c.appliedThrough = $0.lsn }

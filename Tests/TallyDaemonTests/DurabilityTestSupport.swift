@@ -5,7 +5,7 @@ import Testing
 // MARK: - Temp directories and file surgery for the durability tests
 
 /// A fresh directory under the system temp dir, removed by `remove()`.
-struct TempDirectory {
+struct WALTempDirectory {
     let path: String
 
     init(_ label: String = "wal") {
@@ -20,40 +20,40 @@ struct TempDirectory {
     func remove() { try? FileManager.default.removeItem(atPath: path) }
 }
 
-func readFile(_ path: String) throws -> [UInt8] {
+func walReadFile(_ path: String) throws -> [UInt8] {
     [UInt8](try Data(contentsOf: URL(fileURLWithPath: path)))
 }
 
-func writeFile(_ path: String, _ bytes: [UInt8]) throws {
+func walWriteFile(_ path: String, _ bytes: [UInt8]) throws {
     try Data(bytes).write(to: URL(fileURLWithPath: path))
 }
 
-func fileMode(_ path: String) -> mode_t {
+func walFileMode(_ path: String) -> mode_t {
     var st = stat()
     precondition(stat(path, &st) == 0, "stat \(path) failed")
     return st.st_mode & 0o777
 }
 
-func segmentFiles(_ dir: String) throws -> [String] {
+func walSegmentFiles(_ dir: String) throws -> [String] {
     try FileManager.default.contentsOfDirectory(atPath: dir).filter { $0.hasPrefix("wal-") }.sorted()
 }
 
 /// Small payloads with varied sizes so records straddle read-buffer and segment boundaries.
-func samplePayload(_ i: Int) -> [UInt8] {
+func walSamplePayload(_ i: Int) -> [UInt8] {
     let n = (i * 37) % 300 + 1
     return (0..<n).map { UInt8(truncatingIfNeeded: $0 &+ i) }
 }
 
 /// Everything a replay delivered, decoded into owned values.
-func replayAll(_ log: WriteAheadLog, after lsn: LSN = 0) throws -> [(LSN, LogEntry)] {
+func walReplayAll(_ log: WriteAheadLog, after lsn: LSN = 0) throws -> [(LSN, LogEntry)] {
     var out: [(LSN, LogEntry)] = []
     try log.replay(after: lsn) { record in
-        out.append((record.lsn, try entry(of: record)))
+        out.append((record.lsn, try walEntry(of: record)))
     }
     return out
 }
 
-func entry(of record: LogRecord) throws -> LogEntry {
+func walEntry(of record: LogRecord) throws -> LogEntry {
     switch try record.decoded() {
     case .frame(let t, let payload): return .frame(receivedAt: t, payload: Array(payload))
     case .batch(let p, let s, let payload): return .batch(producer: Array(p), sequence: s, payload: Array(payload))
