@@ -77,6 +77,12 @@ let package = Package(
             path: "Benchmarks/zmq-bench",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "wal-bench",
+            dependencies: ["TallyDaemon"],
+            path: "Benchmarks/wal-bench",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ZeroMQTests",
             dependencies: ["ZeroMQ"],
