@@ -7,21 +7,21 @@ import Testing
 // MARK: - Support
 
 /// Collects the lines a handler writes, as the journal would receive them.
-final class CapturedLines: Sendable {
+final class LoggingCapturedLines: Sendable {
     private let lines = Mutex<[String]>([])
     var sink: LogSink { LogSink { [self] bytes in lines.withLock { $0.append(String(decoding: bytes, as: UTF8.self)) } } }
     var all: [String] { lines.withLock { $0 } }
 }
 
 /// A monotonic clock the test moves by hand.
-final class ManualClock: Sendable {
+final class LoggingManualClock: Sendable {
     private let value = Atomic<UInt64>(1_000_000_000)
     func now() -> UInt64 { value.load(ordering: .relaxed) }
     func advance(microseconds: UInt64) { value.add(microseconds, ordering: .relaxed) }
 }
 
-func capturedLogger(_ label: String, format: LogFormat, level: Logger.Level = .info) -> (Logger, CapturedLines) {
-    let captured = CapturedLines()
+func loggingCapturedLogger(_ label: String, format: LogFormat, level: Logger.Level = .info) -> (Logger, LoggingCapturedLines) {
+    let captured = LoggingCapturedLines()
     let logger = Logger(label: label) { label in
         JournalLogHandler(label: label, level: level, format: format, sink: captured.sink)
     }
@@ -34,7 +34,7 @@ func capturedLogger(_ label: String, format: LogFormat, level: Logger.Level = .i
 struct LoggingHandlerTests {
     @Test("Under journald a record is one line with its syslog priority prefix and sorted metadata")
     func journalFormat() {
-        var (logger, captured) = capturedLogger("tally.daemon", format: .journal)
+        var (logger, captured) = loggingCapturedLogger("tally.daemon", format: .journal)
         logger[metadataKey: "pipeline"] = "national-dx"
         logger.warning("reload failed", metadata: ["file": "/etc/tally/pipelines/a b.yaml", "line": "12"])
         logger.info("ready")
@@ -53,7 +53,7 @@ struct LoggingHandlerTests {
             level: .error, label: "tally.wal", message: "fsync failed", metadata: ["errno": "5"], format: .plain,
             wallClock: timespec(tv_sec: 1_714_496_399, tv_nsec: 123_456_789))
         #expect(String(decoding: line, as: UTF8.self) == "2024-04-30T16:59:59.123Z error tally.wal: fsync failed errno=5\n")
-        let (logger, captured) = capturedLogger("t", format: .plain)
+        let (logger, captured) = loggingCapturedLogger("t", format: .plain)
         logger.info("hello")
         let text = try! #require(captured.all.first)
         #expect(text.hasSuffix(" info t: hello\n"))
@@ -111,8 +111,8 @@ struct LoggingRateLimitTests {
 
     @Test("A flood of one reason writes the burst, then a summary of what was suppressed")
     func floodIsSummarised() {
-        let (logger, captured) = capturedLogger("tally.ingest", format: .journal)
-        let clock = ManualClock()
+        let (logger, captured) = loggingCapturedLogger("tally.ingest", format: .journal)
+        let clock = LoggingManualClock()
         let limiter = RateLimitedLogger(logger: logger, burst: 10, perSecond: 10, clock: { clock.now() })
         var written = 0
         for index in 0..<1_000 {
@@ -132,8 +132,8 @@ struct LoggingRateLimitTests {
 
     @Test("Each reason has its own budget")
     func reasonsAreIndependent() {
-        let (logger, captured) = capturedLogger("x", format: .journal)
-        let clock = ManualClock()
+        let (logger, captured) = loggingCapturedLogger("x", format: .journal)
+        let clock = LoggingManualClock()
         let limiter = RateLimitedLogger(logger: logger, burst: 2, perSecond: 1, clock: { clock.now() })
         for _ in 0..<5 {
             limiter.warning(reason: "bad_time", "bad time")
@@ -145,8 +145,8 @@ struct LoggingRateLimitTests {
 
     @Test("flushSuppressed reports a burst that simply stopped, once")
     func flushReportsStoppedBursts() {
-        let (logger, captured) = capturedLogger("x", format: .journal)
-        let clock = ManualClock()
+        let (logger, captured) = loggingCapturedLogger("x", format: .journal)
+        let clock = LoggingManualClock()
         let limiter = RateLimitedLogger(logger: logger, burst: 1, perSecond: 1, clock: { clock.now() })
         for _ in 0..<4 { limiter.warning(reason: "late", "late event") }
         clock.advance(microseconds: 5_000_000)
@@ -158,7 +158,7 @@ struct LoggingRateLimitTests {
 
     @Test("A suppressed message is never formatted")
     func suppressedMessagesCostNoFormatting() {
-        let (logger, _) = capturedLogger("x", format: .journal)
+        let (logger, _) = loggingCapturedLogger("x", format: .journal)
         let limiter = RateLimitedLogger(logger: logger, burst: 1, perSecond: 1, clock: { 0 })
         let evaluations = Atomic<Int>(0)
         func expensive() -> Logger.Message {
@@ -171,7 +171,7 @@ struct LoggingRateLimitTests {
 
     @Test("Reasons beyond the cap share one budget, so hostile input cannot grow the table")
     func reasonTableIsBounded() {
-        let (logger, captured) = capturedLogger("x", format: .journal)
+        let (logger, captured) = loggingCapturedLogger("x", format: .journal)
         let limiter = RateLimitedLogger(logger: logger, burst: 1, perSecond: 1, maxReasons: 4, clock: { 0 })
         for index in 0..<100 { limiter.warning(reason: "reason-\(index)", "m") }
         #expect(captured.all.count == 4)  // three own reasons and the shared "other" bucket
@@ -179,7 +179,7 @@ struct LoggingRateLimitTests {
 
     @Test("Below the logger's level nothing is written and nothing counted")
     func levelRespected() {
-        let (logger, captured) = capturedLogger("x", format: .journal, level: .error)
+        let (logger, captured) = loggingCapturedLogger("x", format: .journal, level: .error)
         let limiter = RateLimitedLogger(logger: logger, clock: { 0 })
         #expect(!limiter.warning(reason: "r", "w"))
         #expect(limiter.flushSuppressed() == 0)

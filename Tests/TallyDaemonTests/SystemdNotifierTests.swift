@@ -6,7 +6,7 @@ import Testing
 
 /// The systemd side of sd_notify: a bound AF_UNIX datagram socket (path or abstract), read with a
 /// receive timeout so a missing datagram fails the test instead of hanging it.
-final class NotifyReceiver {
+final class SystemdNotifyReceiver {
     let descriptor: Int32
     let environmentValue: String
     private let path: String?
@@ -82,7 +82,7 @@ struct SystemdNotifierTests {
 
     @Test("The lifecycle sequence READY, STATUS, RELOADING with MONOTONIC_USEC, READY, STOPPING arrives in order")
     func lifecycleSequence() throws {
-        let receiver = try NotifyReceiver()
+        let receiver = try SystemdNotifyReceiver()
         let notifier = try SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.environmentValue])
         #expect(notifier.address == .path(receiver.environmentValue))
 
@@ -112,7 +112,7 @@ struct SystemdNotifierTests {
     @Test("An abstract-namespace @name address receives the datagram")
     func abstractNamespace() throws {
         let name = "tally-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
-        let receiver = try NotifyReceiver(abstractName: name)
+        let receiver = try SystemdNotifyReceiver(abstractName: name)
         let notifier = try SystemdNotifier(environment: ["NOTIFY_SOCKET": "@" + name])
         #expect(notifier.address == .abstract(name))
         try notifier.ready()
@@ -121,7 +121,7 @@ struct SystemdNotifierTests {
 
     @Test("A newline in STATUS cannot forge a second assignment")
     func statusNewlinesAreNeutralised() throws {
-        let receiver = try NotifyReceiver()
+        let receiver = try SystemdNotifyReceiver()
         let notifier = try SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.environmentValue])
         try notifier.status("bad\nREADY=1")
         #expect(receiver.receive() == "STATUS=bad READY=1\n")
@@ -173,7 +173,7 @@ struct SystemdWatchdogTests {
 
     @Test("Ticks ping at once, then exactly every half-timeout on an injected monotonic clock")
     func pacing() throws {
-        let receiver = try NotifyReceiver()
+        let receiver = try SystemdNotifyReceiver()
         let notifier = try SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.environmentValue])
         var pinger = WatchdogPinger(notifier: notifier, policy: WatchdogPolicy(timeoutMicroseconds: 30_000_000))
         let start: UInt64 = 1_000_000_000
@@ -192,7 +192,7 @@ struct SystemdWatchdogTests {
 
     @Test("A stuck loop stops pinging: no tick, no datagram")
     func stuckLoopStopsPinging() throws {
-        let receiver = try NotifyReceiver()
+        let receiver = try SystemdNotifyReceiver()
         let notifier = try SystemdNotifier(environment: ["NOTIFY_SOCKET": receiver.environmentValue])
         var pinger = WatchdogPinger(notifier: notifier, policy: WatchdogPolicy(timeoutMicroseconds: 2_000_000))
         #expect(try pinger.tick(nowMonotonic: 10))
