@@ -75,6 +75,7 @@ let package = Package(
             name: "zmq-bench",
             dependencies: ["ZeroMQ"],
             path: "Benchmarks/zmq-bench",
+            exclude: ["pair.sh", "compare.sh", "RESULTS.md"],
             swiftSettings: strict
         ),
         .testTarget(
