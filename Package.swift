@@ -42,6 +42,7 @@ let package = Package(
         .target(
             name: "ZeroMQ",
             dependencies: ["CZeroMQ"],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .target(
