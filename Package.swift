@@ -42,6 +42,7 @@ let package = Package(
         .target(
             name: "ZeroMQ",
             dependencies: ["CZeroMQ"],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .target(
@@ -75,6 +76,7 @@ let package = Package(
             name: "zmq-bench",
             dependencies: ["ZeroMQ"],
             path: "Benchmarks/zmq-bench",
+            exclude: ["pair.sh", "compare.sh", "RESULTS.md"],
             swiftSettings: strict
         ),
         .executableTarget(
