@@ -94,6 +94,7 @@ let package = Package(
                 "TallyEngine",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            exclude: ["Fixtures/decoder"],  // read in place by the decoder tests (and fuzzers)
             swiftSettings: strict
         ),
         .testTarget(
