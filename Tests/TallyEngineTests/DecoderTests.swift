@@ -504,3 +504,21 @@ extension String {
         return out + rest
     }
 }
+
+@Suite("Decoder: unusual limits")
+struct DecoderLimitTests {
+    @Test("absurd limits neither crash nor disable the checks")
+    func absurdLimits() {
+        var limits = DecodeLimits()
+        limits.maxDepth = .max
+        limits.maxStringLength = .max
+        limits.maxEventsPerBatch = .max
+        #expect(decode(String(repeating: "[", count: 100_000), limits: limits).frame?.code == .tooDeep)
+        #expect(decode(EventText().json, limits: limits).only?.fields != nil)
+        limits.maxDepth = 0
+        limits.maxEventsPerBatch = -1
+        #expect(decode(EventText().json, limits: limits).frame?.code == .tooDeep)
+        limits.maxDepth = 8
+        #expect(decode("[" + EventText().json + "]", limits: limits).frame?.code == .tooLarge)
+    }
+}

@@ -125,7 +125,7 @@ public struct EventDecoder: @unchecked Sendable {
             self.limits = limits
             scratchCapacity = 4096
             scratch = .allocate(capacity: scratchCapacity)
-            stack = .allocate(capacity: max(limits.maxDepth, 0) + 2)
+            stack = .allocate(capacity: Storage.effectiveDepth(limits) + 2)
         }
 
         deinit {
@@ -135,6 +135,9 @@ public struct EventDecoder: @unchecked Sendable {
         }
 
         func copy() -> Storage { Storage(compiled: compiled, limits: limits) }
+
+        /// `maxDepth` as enforced: at most 65 536 (the skipper's stack is allocated up front).
+        static func effectiveDepth(_ limits: DecodeLimits) -> Int { min(max(limits.maxDepth, 0), 65_536) }
 
         /// Prepares for a frame of `n` bytes: the scratch buffer holds at least `n` bytes
         /// (decoded strings are never longer than their JSON text), and shrinks back after
@@ -209,7 +212,7 @@ struct Scanner {
         end = base + count
         scratch = s.scratch
         stack = s.stack
-        maxDepth = s.limits.maxDepth
+        maxDepth = EventDecoder.Storage.effectiveDepth(s.limits)
         maxString = s.limits.maxStringLength
         maxEvents = s.limits.maxEventsPerBatch
         cat = s.compiled.tables
@@ -662,7 +665,7 @@ struct Scanner {
         case 2:
             return s[0] == UInt8(ascii: "i") && s[1] == UInt8(ascii: "d") ? aId : 0
         case 4:
-            switch UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) {
+            switch UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) {  // little-endian words
             case 0x6570_7974: return aType  // "type"
             case 0x656D_6974: return aTime  // "time"
             case 0x6174_6164: return aData  // "data"
@@ -671,10 +674,12 @@ struct Scanner {
         case 6:
             return UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) == 0x7275_6F73  // "sour"
                 && s[4] == UInt8(ascii: "c") && s[5] == UInt8(ascii: "e") ? aSource : 0
-        case 11:
-            return memcmp(s, "specversion", 11) == 0 ? aSpecversion : 0
-        case 15:
-            return memcmp(s, "datacontenttype", 15) == 0 ? aContentType : 0
+        case 11:  // "specvers" + "sion" (overlapping loads)
+            return raw.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x7372_6576_6365_7073)
+                && raw.loadUnaligned(fromByteOffset: 7, as: UInt32.self) == UInt32(littleEndian: 0x6E6F_6973) ? aSpecversion : 0
+        case 15:  // "datacont" + "tenttype"
+            return raw.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x746E_6F63_6174_6164)
+                && raw.loadUnaligned(fromByteOffset: 7, as: UInt64.self) == UInt64(littleEndian: 0x6570_7974_746E_6574) ? aContentType : 0
         default:
             return 0
         }
@@ -780,7 +785,7 @@ struct Scanner {
                         }
                     default:  // data
                         if typeIndex >= 0 {
-                            (fields, dataError) = try data(type: typeIndex, depth: depth + 1)
+                            dataError = try data(type: typeIndex, depth: depth + 1, into: &fields)
                             dataDone = true
                         } else {
                             dataAt = p
@@ -818,7 +823,7 @@ struct Scanner {
             }
             let resume = p
             p = at
-            (fields, dataError) = try data(type: typeIndex, depth: depth + 1)
+            dataError = try data(type: typeIndex, depth: depth + 1, into: &fields)
             p = resume
         }
         if let e = dataError { return .rejected(e) }
@@ -852,21 +857,21 @@ struct Scanner {
     // MARK: Data
 
     /// Decodes `data` (at `p`) against compiled type `t`, `depth` being the depth of `data`.
-    mutating func data(type t: Int, depth: Int) throws(FrameFailure) -> (EventFields, RejectReason?) {
+    mutating func data(type t: Int, depth: Int, into fields: inout EventFields) throws(FrameFailure) -> RejectReason? {
         let desc = cat.types[t]
         let nf = Int(desc.fieldCount)
         let f0 = Int(desc.firstField)
-        var fields = EventFields(count: nf)
+        fields = EventFields(count: nf)
         switch byte {
         case UInt8(ascii: "{"):
             break
         case UInt8(ascii: "n"):
             try literal("null")
-            return (fields, RejectReason(code: .missingAttribute, message: "data: required for type \(typeName(t)), got null"))
+            return RejectReason(code: .missingAttribute, message: "data: required for type \(typeName(t)), got null")
         default:
             let what = Scanner.describe(byte)
             _ = try skipValue(depth: depth)
-            return (fields, RejectReason(code: .badAttribute, message: "data: expected an object, got \(what)"))
+            return RejectReason(code: .badAttribute, message: "data: expected an object, got \(what)")
         }
         guard depth <= maxDepth else { throw tooDeep() }
         p += 1
@@ -919,7 +924,7 @@ struct Scanner {
                 }
             }
         }
-        return (fields, err)
+        return err
     }
 
     func typeName(_ t: Int) -> String {
