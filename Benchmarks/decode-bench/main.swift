@@ -106,9 +106,9 @@ while k < lines.count {
 
 // MARK: - Timing
 
-func nowNanos() -> UInt64 {
+func nowNanos(_ clock: clockid_t = CLOCK_MONOTONIC) -> UInt64 {
     var ts = timespec()
-    clock_gettime(CLOCK_MONOTONIC, &ts)
+    clock_gettime(clock, &ts)
     return UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
 }
 
@@ -119,11 +119,13 @@ struct Counts: Equatable {
 
 var decoder = EventDecoder()
 var best = UInt64.max
+var bestCPU = UInt64.max
 var counts = Counts()
 frameBytes.withUnsafeBytes { all in
     for pass in 1...options.passes {
         var c = Counts()
         let t0 = nowNanos()
+        let c0 = nowNanos(CLOCK_THREAD_CPUTIME_ID)
         for r in frameRanges {
             let frame = UnsafeRawBufferPointer(rebasing: all[r])
             let frameError = decoder.decode(frame) { _, outcome in
@@ -139,11 +141,13 @@ frameBytes.withUnsafeBytes { all in
             if frameError != nil { c.frameRejects += 1 }
         }
         let dt = nowNanos() - t0
+        let cpu = nowNanos(CLOCK_THREAD_CPUTIME_ID) - c0
+        bestCPU = min(bestCPU, cpu)
         if pass > 1 && c != counts { fail("decode-bench: outcome counts differ between passes") }
         counts = c
         best = min(best, dt)
         let elements = c.events + c.unrouted + c.balances + c.rejected
-        print("pass \(pass): \(elements) elements in \(fmt(Double(dt) / 1e6, 1)) ms")
+        print("pass \(pass): \(elements) elements in \(fmt(Double(dt) / 1e6, 1)) ms (cpu \(fmt(Double(cpu) / 1e6, 1)) ms), \(fmt(Double(elements) / (Double(dt) / 1e9), 0)) events/s")
     }
 }
 
@@ -155,4 +159,5 @@ file: \(options.file)  frames: \(frameRanges.count)  events per frame: \(options
 outcomes: events \(counts.events), unrouted \(counts.unrouted), balances \(counts.balances), rejected \(counts.rejected), frame rejects \(counts.frameRejects)
 best of \(options.passes): \(fmt(secs, 3)) s  \(fmt(Double(elements) / secs, 0)) events/s  \
 \(fmt(Double(best) / Double(max(elements, 1)), 1)) ns/event  \(fmt(mb / secs, 0)) MB/s
+best thread CPU time: \(fmt(Double(bestCPU) / Double(max(elements, 1)), 1)) ns/event (\(fmt(Double(elements) / (Double(bestCPU) / 1e9), 0)) events/s of CPU)
 """)

@@ -30,6 +30,8 @@ final class CompiledCatalog: @unchecked Sendable {
         var required: Bool
         var allowedStart: Int32
         var allowedCount: Int32
+        /// The name has no `"`, `\` or control byte, so its JSON spelling is its bytes.
+        var plain: Bool
     }
 
     struct TypeDesc {
@@ -88,8 +90,9 @@ final class CompiledCatalog: @unchecked Sendable {
                 case .bool: kind = .bool
                 case .stringArray: kind = .stringArray
                 }
+                let plain = !f.name.utf8.contains { $0 == 0x22 || $0 == 0x5C || $0 < 0x20 }
                 fieldList.append(FieldDesc(name: intern(f.name), kind: kind, required: f.required,
-                                           allowedStart: start, allowedCount: count))
+                                           allowedStart: start, allowedCount: count, plain: plain))
             }
             typeList.append(TypeDesc(name: intern(t.name), firstField: first, fieldCount: Int32(t.fields.count)))
         }

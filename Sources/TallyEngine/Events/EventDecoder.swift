@@ -685,6 +685,34 @@ struct Scanner {
         }
     }
 
+    @inline(__always)
+    static func attributeLength(_ bit: UInt32) -> Int {
+        switch bit {
+        case aId: return 2
+        case aSource: return 6
+        case aType, aTime, aData: return 4
+        case aSpecversion: return 11
+        default: return 15
+        }
+    }
+
+    /// The attribute bit of the key at `p` if it is spelled `"name":` with no escapes and no
+    /// space before the colon (how every producer writes it), else 0 (use the general path).
+    @inline(__always)
+    func fastAttributeKey() -> UInt32 {
+        guard end - p >= 20 else { return 0 }
+        let n: Int
+        switch p[1] {
+        case UInt8(ascii: "i"): n = 2
+        case UInt8(ascii: "t"): n = 4
+        case UInt8(ascii: "s"): n = p[7] == Scanner.quote ? 6 : 11
+        case UInt8(ascii: "d"): n = p[5] == Scanner.quote ? 4 : 15
+        default: return 0
+        }
+        guard p[n + 1] == Scanner.quote, p[n + 2] == UInt8(ascii: ":") else { return 0 }
+        return Scanner.classify(StringView(start: p + 1, count: n))
+    }
+
     static func attributeName(_ bit: UInt32) -> String {
         switch bit {
         case aSpecversion: return "specversion"
@@ -719,11 +747,19 @@ struct Scanner {
         } else {
             while true {
                 guard byte == Scanner.quote else { throw syntax("expected a key string") }
-                let key = try string(decode: true)
+                let key: StringView
+                var k = fastAttributeKey()
+                if k != 0 {  // `"name":` spelled plainly: no string scan needed
+                    let n = Scanner.attributeLength(k)
+                    key = StringView(start: p + 1, count: n)
+                    p += n + 3
+                } else {
+                    key = try string(decode: true)
+                    ws()
+                    try expect(UInt8(ascii: ":"), "':' after a key")
+                    k = Scanner.classify(key)
+                }
                 ws()
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                ws()
-                let k = Scanner.classify(key)
                 if attrError != nil || k == 0 {
                     let over = try skipValue(depth: depth + 1)
                     if attrError == nil && (over || key.count > maxString) {
@@ -877,23 +913,32 @@ struct Scanner {
         p += 1
         var seen: UInt32 = 0
         var err: RejectReason? = nil
+        var predicted = 0  // producers write fields in catalog order: try the next one first
         ws()
         if byte == UInt8(ascii: "}") {
             p += 1
         } else {
             while true {
                 guard byte == Scanner.quote else { throw syntax("expected a key string") }
-                let key = try string(decode: true)
-                ws()
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                ws()
                 var slot = -1
-                if err == nil {
-                    for i in 0..<nf where cat.equals(cat.fields[f0 + i].name, key.start, key.count) {
-                        slot = i
-                        break
+                let key: StringView
+                if predicted < nf, err == nil, let n = plainKey(cat.fields[f0 + predicted]) {
+                    slot = predicted
+                    key = StringView(start: p + 1, count: n)
+                    p += n + 3
+                } else {
+                    key = try string(decode: true)
+                    ws()
+                    try expect(UInt8(ascii: ":"), "':' after a key")
+                    if err == nil {
+                        for i in 0..<nf where cat.equals(cat.fields[f0 + i].name, key.start, key.count) {
+                            slot = i
+                            break
+                        }
                     }
                 }
+                ws()
+                if slot >= 0 { predicted = slot + 1 }
                 if slot < 0 {
                     if try skipValue(depth: depth + 1) || key.count > maxString, err == nil {
                         err = RejectReason(code: .tooLarge, message: "data.\(Scanner.quoted(key)): a string longer than \(maxString) bytes")
@@ -925,6 +970,17 @@ struct Scanner {
             }
         }
         return err
+    }
+
+    /// The name's length if the key at `p` is exactly `"name":` for this field (a name
+    /// without `"` or `\`, so the raw bytes are the decoded key), else nil.
+    @inline(__always)
+    func plainKey(_ d: CompiledCatalog.FieldDesc) -> Int? {
+        let n = Int(d.name.length)
+        guard d.plain, end - p > n + 2, p[n + 1] == Scanner.quote, p[n + 2] == UInt8(ascii: ":"),
+              bytesEqual(cat.bytes + Int(d.name.offset), p + 1, n)
+        else { return nil }
+        return n
     }
 
     func typeName(_ t: Int) -> String {
