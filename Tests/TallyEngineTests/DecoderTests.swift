@@ -522,3 +522,25 @@ struct DecoderLimitTests {
         #expect(decode("[" + EventText().json + "]", limits: limits).frame?.code == .tooLarge)
     }
 }
+
+@Suite("Decoder: spellings of the same event")
+struct DecoderSpellingTests {
+    @Test("member order, whitespace and escaped key names do not change the decoded event")
+    func spellings() throws {
+        let canonical = try #require(decode(EventText(type: "dvc.dossier.submitted", data:
+            #"{"dossier":"d-1","procedure":"1.0","channel":"online","via_national_portal":true,"province":"P01"}"#).json).only)
+        let variants = [
+            // data fields in reverse order, envelope reordered
+            #"{"data":{"province":"P01","via_national_portal":true,"channel":"online","procedure":"1.0","dossier":"d-1"},"time":"2024-04-30T23:59:59.123+07:00","type":"dvc.dossier.submitted","source":"/ndxp/gw-01","id":"e-1","specversion":"1.0"}"#,
+            // whitespace everywhere
+            " {\n \"specversion\" : \"1.0\" ,\t\"id\" : \"e-1\" , \"source\" : \"/ndxp/gw-01\" , \"type\" : \"dvc.dossier.submitted\" , \"time\" : \"2024-04-30T23:59:59.123+07:00\" , \"data\" : { \"dossier\" : \"d-1\" , \"procedure\" : \"1.0\" , \"channel\" : \"online\" , \"via_national_portal\" : true , \"province\" : \"P01\" } } ",
+            // escaped keys and values
+            #"{"\u0073pecversion":"1\u002e0","i\u0064":"e-1","source":"\/ndxp\/gw-01","typ\u0065":"dvc.dossier.submitted","time":"2024-04-30T23:59:59.123+07:00","\u0064ata":{"do\u0073sier":"d-1","procedure":"1.0","channel":"onlin\u0065","via_national_portal":true,"provinc\u0065":"P01"}}"#,
+            // a field skipped in the middle, extra unknown members
+            #"{"specversion":"1.0","x":1,"id":"e-1","source":"/ndxp/gw-01","type":"dvc.dossier.submitted","time":"2024-04-30T23:59:59.123+07:00","data":{"dossier":"d-1","channel":"online","extra":[],"procedure":"1.0","province":"P01","via_national_portal":true}}"#,
+        ]
+        for v in variants {
+            #expect(decode(v).only == canonical, "\(v)")
+        }
+    }
+}
