@@ -37,7 +37,7 @@ struct DecoderPropertyTests {
 
     @Test("every fixture decodes as its name says", arguments: DecoderFixtures.names)
     func fixture(_ name: String) {
-        let d = decode(DecoderFixtures.bytes(name))
+        let d = decodeFrame(DecoderFixtures.bytes(name))
         if name.hasPrefix("ok-") {
             #expect(d.frame == nil, "\(d.frame.map(String.init(describing:)) ?? "")")
             #expect(!d.outcomes.isEmpty)

@@ -2,7 +2,7 @@ import PropertyBased
 import TallyEngine
 import Testing
 
-func rfc3339(_ s: String) -> Micros? {
+func parseRFC3339(_ s: String) -> Micros? {
     var text = s
     return text.withUTF8 { RFC3339.parse($0) }
 }
@@ -14,7 +14,7 @@ struct DecoderRFC3339Tests {
         "2024-04-30 16:59:59.123+00:00", "2024-04-30T11:29:59.123-05:30", "2024-04-30T16:59:59.123-00:00",
     ])
     func sameInstant(_ text: String) {
-        #expect(rfc3339(text) == 1_714_496_399_123_000)
+        #expect(parseRFC3339(text) == 1_714_496_399_123_000)
     }
 
     @Test("fractions of 0 to 9 digits are read and truncated to microseconds", arguments: [
@@ -23,7 +23,7 @@ struct DecoderRFC3339Tests {
         ("2024-04-30T16:59:59.999999999Z", 999_999),
     ] as [(String, Int64)])
     func fractions(_ text: String, _ micros: Int64) {
-        #expect(rfc3339(text) == 1_714_496_399_000_000 + micros)
+        #expect(parseRFC3339(text) == 1_714_496_399_000_000 + micros)
     }
 
     @Test("leap days exist exactly in leap years", arguments: [
@@ -31,7 +31,7 @@ struct DecoderRFC3339Tests {
         ("1900-02-29T00:00:00Z", false), ("2100-02-29T00:00:00Z", false), ("2400-02-29T00:00:00Z", true),
     ])
     func leapDays(_ text: String, _ valid: Bool) {
-        #expect((rfc3339(text) != nil) == valid)
+        #expect((parseRFC3339(text) != nil) == valid)
     }
 
     @Test("known instants across the calendar", arguments: [
@@ -41,13 +41,13 @@ struct DecoderRFC3339Tests {
         ("2024-04-30T17:00:00+07:00", 1_714_471_200_000_000),
     ] as [(String, Int64)])
     func knownInstants(_ text: String, _ micros: Int64) {
-        #expect(rfc3339(text) == micros)
+        #expect(parseRFC3339(text) == micros)
     }
 
     @Test("a leap second is clamped to the last microsecond of its minute")
     func leapSecond() {
-        #expect(rfc3339("2016-12-31T23:59:60Z") == rfc3339("2016-12-31T23:59:59.999999Z"))
-        #expect(rfc3339("2017-01-01T06:59:60.5+07:00") == rfc3339("2016-12-31T23:59:59.999999Z"))
+        #expect(parseRFC3339("2016-12-31T23:59:60Z") == parseRFC3339("2016-12-31T23:59:59.999999Z"))
+        #expect(parseRFC3339("2017-01-01T06:59:60.5+07:00") == parseRFC3339("2016-12-31T23:59:59.999999Z"))
     }
 
     @Test("invalid date-times are nil", arguments: [
@@ -59,7 +59,7 @@ struct DecoderRFC3339Tests {
         "2024-04-30T23:59:59+07:00:00", "２024-04-30T23:59:59Z", "2024/04/30T23:59:59Z", "2024-04-30T23:59:5aZ",
     ])
     func invalid(_ text: String) {
-        #expect(rfc3339(text) == nil)
+        #expect(parseRFC3339(text) == nil)
     }
 
     @Test("the decoder's day cache never accepts what the parser rejects")
@@ -67,10 +67,10 @@ struct DecoderRFC3339Tests {
         var decoder = EventDecoder()
         for time in ["2024-02-29T10:00:00Z", "2024-02-29T25:00:00Z", "2023-02-29T10:00:00Z", "2023-02-29T10:00:00Z",
                      "2024-02-29T10:00:01+07:00"] {
-            var e = EventText()
+            var e = DecoderEventText()
             e["time"] = "\"\(time)\""
-            let d = decode(Array(e.json.utf8), decoder: &decoder)
-            if let t = rfc3339(time) {
+            let d = decodeFrame(Array(e.json.utf8), decoder: &decoder)
+            if let t = parseRFC3339(time) {
                 guard case .event(_, let got, _, _, _, _) = d.only else { Issue.record("\(time): \(d)"); continue }
                 #expect(got == t)
             } else {
@@ -93,7 +93,7 @@ struct DecoderRFC3339Tests {
         await propertyCheck(count: 2000, input: Gen.int64(in: -62_135_596_800_000_000 + 86_400_000_000 ... 253_402_300_799_999_999 - 86_400_000_000),
                             Gen.int(in: -(23 * 60 + 59)...(23 * 60 + 59))) { t, minutes in
             let text = RFC3339.format(t, offsetSeconds: minutes * 60)
-            #expect(rfc3339(text) == t, "\(text)")
+            #expect(parseRFC3339(text) == t, "\(text)")
         }
     }
 }

@@ -1,9 +1,9 @@
 import TallyEngine
 import Testing
 
-// MARK: - Owned copies of decoder outcomes (views die when `decode` returns)
+// MARK: - DecodedOutcome copies of decoder outcomes (views die when `decode` returns)
 
-enum OwnedValue: Equatable, CustomStringConvertible {
+enum DecodedValue: Equatable, CustomStringConvertible {
     case absent
     case string(String)
     case int(Int64)
@@ -34,8 +34,8 @@ enum OwnedValue: Equatable, CustomStringConvertible {
     }
 }
 
-enum Owned: Equatable {
-    case event(type: String, time: Micros, source: String, id: String, fields: [OwnedValue], key: EventKey)
+enum DecodedOutcome: Equatable {
+    case event(type: String, time: Micros, source: String, id: String, fields: [DecodedValue], key: EventKey)
     case unrouted(type: String, source: String)
     case balance(indicator: String, value: Double, at: Micros, source: String, id: String)
     case rejected(RejectReason)
@@ -44,7 +44,7 @@ enum Owned: Equatable {
         switch o {
         case .event(let e):
             self = .event(type: catalog.types[e.typeIndex].name, time: e.time, source: e.source.string, id: e.id.string,
-                          fields: e.fields.map(OwnedValue.init), key: e.dedupKey)
+                          fields: e.fields.map(DecodedValue.init), key: e.dedupKey)
         case .unrouted(let t, let s): self = .unrouted(type: t.string, source: s.string)
         case .balance(let i, let v, let at, let s, let id):
             self = .balance(indicator: i.string, value: v, at: at, source: s.string, id: id.string)
@@ -57,48 +57,48 @@ enum Owned: Equatable {
         return nil
     }
 
-    var fields: [OwnedValue]? {
+    var fields: [DecodedValue]? {
         if case .event(_, _, _, _, let f, _) = self { return f }
         return nil
     }
 }
 
-struct Decoded {
+struct DecodedFrame {
     var frame: RejectReason?
-    var outcomes: [Owned]
+    var outcomes: [DecodedOutcome]
     var indices: [Int]
 
     /// The single outcome of a one-event frame.
-    var only: Owned? { frame == nil && outcomes.count == 1 ? outcomes[0] : nil }
+    var only: DecodedOutcome? { frame == nil && outcomes.count == 1 ? outcomes[0] : nil }
 }
 
-func decode(_ bytes: [UInt8], decoder: inout EventDecoder) -> Decoded {
-    var out: [Owned] = []
+func decodeFrame(_ bytes: [UInt8], decoder: inout EventDecoder) -> DecodedFrame {
+    var out: [DecodedOutcome] = []
     var indices: [Int] = []
     let catalog = decoder.catalog
     let frame = bytes.withUnsafeBytes { raw in
         decoder.decode(raw) { i, o in
             indices.append(i)
-            out.append(Owned(o, catalog: catalog))
+            out.append(DecodedOutcome(o, catalog: catalog))
         }
     }
-    return Decoded(frame: frame, outcomes: out, indices: indices)
+    return DecodedFrame(frame: frame, outcomes: out, indices: indices)
 }
 
-func decode(_ bytes: [UInt8], limits: DecodeLimits = .init()) -> Decoded {
+func decodeFrame(_ bytes: [UInt8], limits: DecodeLimits = .init()) -> DecodedFrame {
     var d = EventDecoder(limits: limits)
-    return decode(bytes, decoder: &d)
+    return decodeFrame(bytes, decoder: &d)
 }
 
-func decode(_ text: String, limits: DecodeLimits = .init()) -> Decoded {
-    decode(Array(text.utf8), limits: limits)
+func decodeFrame(_ text: String, limits: DecodeLimits = .init()) -> DecodedFrame {
+    decodeFrame(Array(text.utf8), limits: limits)
 }
 
 // MARK: - Building events
 
 /// A valid `ndxp.transaction` event as JSON text; `replacing` swaps whole members
 /// (`"id":"e-1"` style fragments) and `data` replaces the data object's text.
-struct EventText {
+struct DecoderEventText {
     var members: [(String, String)] = [
         ("specversion", "\"1.0\""), ("id", "\"e-1\""), ("source", "\"/ndxp/gw-01\""), ("type", "\"ndxp.transaction\""),
         ("datacontenttype", "\"application/json\""), ("time", "\"2024-04-30T23:59:59.123+07:00\""),
@@ -126,4 +126,4 @@ struct EventText {
     var json: String { "{" + members.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}" }
 }
 
-func rejection(_ e: EventText) -> RejectReason? { decode(e.json).only?.reason }
+func decodeRejection(_ e: DecoderEventText) -> RejectReason? { decodeFrame(e.json).only?.reason }
