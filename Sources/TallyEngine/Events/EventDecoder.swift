@@ -108,17 +108,20 @@ public struct EventDecoder: @unchecked Sendable {
         let limits: DecodeLimits
         /// Decoded strings with escapes; never reallocated during a frame (sized up front to
         /// the frame, which bounds the decoded bytes), so views into it stay valid.
-        var scratch: UnsafeMutablePointer<UInt8>
-        var scratchCapacity: Int
+        // Dynamic exclusivity checks are off for these: the storage is only ever touched by the
+        // `decode` call that owns it (copy-on-write keeps it unshared), and the checks cost
+        // ~2% of a per-event frame.
+        @exclusivity(unchecked) var scratch: UnsafeMutablePointer<UInt8>
+        @exclusivity(unchecked) var scratchCapacity: Int
         /// Container kinds of the iterative skipper, one per nesting level.
         let stack: UnsafeMutablePointer<UInt8>
-        var dayCache = RFC3339.DayCache()
-        var pending: [DecodeOutcome] = []
+        @exclusivity(unchecked) var dayCache = RFC3339.DayCache()
+        @exclusivity(unchecked) var pending: [DecodeOutcome] = []
         /// Blocks holding the elements of `[str]` fields. A block never moves while a frame
         /// is decoded (lists point into it); all are reused from the first one per frame.
-        var viewBlocks: [(base: UnsafeMutablePointer<StringView>, capacity: Int)] = []
-        var viewBlock = 0
-        var viewUsed = 0
+        @exclusivity(unchecked) var viewBlocks: [(base: UnsafeMutablePointer<StringView>, capacity: Int)] = []
+        @exclusivity(unchecked) var viewBlock = 0
+        @exclusivity(unchecked) var viewUsed = 0
 
         init(compiled: CompiledCatalog, limits: DecodeLimits) {
             self.compiled = compiled
