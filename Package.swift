@@ -81,6 +81,7 @@ let package = Package(
             name: "decode-bench",
             dependencies: ["TallyEngine"],
             path: "Benchmarks/decode-bench",
+            exclude: ["RESULTS.md", "compare.sh"],
             swiftSettings: strict
         ),
         .testTarget(
