@@ -544,3 +544,22 @@ struct DecoderSpellingTests {
         }
     }
 }
+
+@Suite("Decoder: StringView")
+struct DecoderStringViewTests {
+    @Test("equality with byte arrays and static strings, including empty ones")
+    func equality() {
+        var text = "abc"
+        text.withUTF8 { b in
+            let v = StringView(start: b.baseAddress!, count: 3)
+            #expect(v.equals("abc"))
+            #expect(!v.equals("abd"))
+            #expect(v.equals(Array("abc".utf8)))
+            #expect(!v.equals([UInt8]()))
+            let empty = StringView(start: b.baseAddress!, count: 0)
+            #expect(empty.equals([UInt8]()))
+            #expect(empty.equals(""))
+            #expect(v.string == "abc")
+        }
+    }
+}
