@@ -85,6 +85,13 @@ let package = Package(
             path: "Benchmarks/wal-bench",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "decode-bench",
+            dependencies: ["TallyEngine"],
+            path: "Benchmarks/decode-bench",
+            exclude: ["RESULTS.md", "compare.sh"],
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ZeroMQTests",
             dependencies: ["ZeroMQ"],
@@ -96,6 +103,7 @@ let package = Package(
                 "TallyEngine",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            exclude: ["Fixtures/decoder"],  // read in place by the decoder tests (and fuzzers)
             swiftSettings: strict
         ),
         .testTarget(
