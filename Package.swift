@@ -42,6 +42,7 @@ let package = Package(
         .target(
             name: "ZeroMQ",
             dependencies: ["CZeroMQ"],
+            exclude: ["README.md"],
             swiftSettings: strict
         ),
         .target(
@@ -75,12 +76,20 @@ let package = Package(
             name: "zmq-bench",
             dependencies: ["ZeroMQ"],
             path: "Benchmarks/zmq-bench",
+            exclude: ["pair.sh", "compare.sh", "RESULTS.md"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "wal-bench",
+            dependencies: ["TallyDaemon"],
+            path: "Benchmarks/wal-bench",
             swiftSettings: strict
         ),
         .executableTarget(
             name: "decode-bench",
             dependencies: ["TallyEngine"],
             path: "Benchmarks/decode-bench",
+            exclude: ["RESULTS.md", "compare.sh"],
             swiftSettings: strict
         ),
         .executableTarget(
@@ -100,6 +109,7 @@ let package = Package(
                 "TallyEngine",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            exclude: ["Fixtures/decoder"],  // read in place by the decoder tests (and fuzzers)
             swiftSettings: strict
         ),
         .testTarget(

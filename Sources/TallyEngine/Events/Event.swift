@@ -34,6 +34,7 @@ public struct StringView: @unchecked Sendable {
     /// Byte-wise equality with an array of UTF-8 bytes (e.g. a compiled filter constant).
     public func equals(_ other: [UInt8]) -> Bool {
         guard other.count == count else { return false }
+        guard count > 0 else { return true }  // an empty array may have no base address
         return other.withUnsafeBufferPointer { memcmp(start, $0.baseAddress!, count) == 0 }
     }
 }
