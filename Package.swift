@@ -96,6 +96,7 @@ let package = Package(
             name: "engine-bench",
             dependencies: ["TallyEngine"],
             path: "Benchmarks/engine-bench",
+            exclude: ["RESULTS.md"],
             swiftSettings: strict
         ),
         .testTarget(

@@ -24,9 +24,16 @@ func now() -> Double {
     return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
 }
 
+/// Resident set size, read with read(2) (procfs files report size 0, so whole-file readers
+/// see them empty).
 func rssBytes() -> Int {
-    guard let s = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
-    let parts = s.split(separator: " ")
+    let fd = open("/proc/self/statm", O_RDONLY)
+    guard fd >= 0 else { return 0 }
+    defer { close(fd) }
+    var buf = [UInt8](repeating: 0, count: 256)
+    let n = read(fd, &buf, 255)
+    guard n > 0 else { return 0 }
+    let parts = String(decoding: buf[0..<n], as: UTF8.self).split(separator: " ")
     return (Int(parts[1]) ?? 0) * Int(sysconf(Int32(_SC_PAGESIZE)))
 }
 
