@@ -197,3 +197,34 @@ struct EngineWindowTests {
         #expect(e.send("{not json").payloadError?.code == .invalidJSON)
     }
 }
+
+@Suite("Derived shares and percentage-point changes")
+struct DerivedShareTests {
+    @Test("a share of an of-denominator and its percentage-point change over the year-ago share")
+    func shareAndChangeYoY() throws {
+        let p = try pipeline(pipelineYAML("""
+          - { id: systems, unit: count, table: s, aggregate: count }
+          - { id: approved, unit: count, table: s, where: { level_approved: true }, aggregate: count, of: { indicator: systems } }
+          - { id: share, unit: "%", derive: { share: approved }, decimals: 1 }
+          - { id: change, unit: percentage points, derive: { change_yoy: share }, decimals: 1 }
+        """, tables: "  s: { events: security.system.classified, key: system }\n"))
+        let e = Engine(pipeline: p)
+        func classify(_ sys: String, _ ok: Bool, _ time: String) {
+            e.send(CE.event("security.system.classified", time, ["system": sys, "owner": "o", "level_approved": ok]))
+        }
+        // A year ago: 1 of 4 approved (25%).
+        classify("a", true, "2023-03-01T00:00:00+07:00")
+        classify("b", false, "2023-03-01T00:00:00+07:00")
+        classify("c", false, "2023-03-01T00:00:00+07:00")
+        classify("d", false, "2023-03-01T00:00:00+07:00")
+        // Now: b re-classified approved, c approved, e added unapproved: 3 of 5 (60%).
+        classify("b", true, "2024-02-01T00:00:00+07:00")
+        classify("c", true, "2024-03-01T00:00:00+07:00")
+        classify("e", false, "2024-04-30T00:00:00+07:00")
+        let s = e.snapshot()
+        #expect(s["approved"]?.value == .integer(3))
+        #expect(s["approved"]?.of == .integer(5))
+        #expect(s["share"]?.value == .decimal(60))
+        #expect(s["change"]?.value == .decimal(35))
+    }
+}
