@@ -141,3 +141,17 @@ struct PipelineDiagnosticsTests {
         #expect(Pipeline.check(path: "/nonexistent/x.yaml").first?.message.contains("cannot read") == true)
     }
 }
+
+@Suite("Example pipelines")
+struct ExamplePipelineTests {
+    @Test("every example pipeline passes tally check")
+    func examples() throws {
+        let dir = URL(fileURLWithPath: nationalPath).deletingLastPathComponent().appendingPathComponent("examples")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path).filter { $0.hasSuffix(".yaml") }
+        #expect(!files.isEmpty)
+        for f in files {
+            let d = Pipeline.check(path: dir.appendingPathComponent(f).path)
+            #expect(d.isEmpty, "\(f): \(d)")
+        }
+    }
+}

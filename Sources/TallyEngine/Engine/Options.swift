@@ -60,11 +60,6 @@ public struct Origin: Sendable {
     }
 }
 
-extension RejectReason.Code {
-    /// Sentinel label for folded label values.
-    static let otherLabel = "other"
-}
-
 /// What one ``Engine/ingest(_:origin:)`` call did with one frame.
 public struct IngestReport: Sendable {
     /// Events applied (including balances).
