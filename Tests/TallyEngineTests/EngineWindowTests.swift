@@ -228,3 +228,19 @@ struct DerivedShareTests {
         #expect(s["change"]?.value == .decimal(35))
     }
 }
+
+@Suite("Clock protection")
+struct ClockProtectionTests {
+    @Test("an event far in the future of the wall clock is rejected and does not move T")
+    func future() throws {
+        let e = Engine(pipeline: try pipeline(EngineWindowTests.yaml))
+        let now = try #require(Array("2024-04-30T12:00:00+07:00".utf8).withUnsafeBufferPointer { RFC3339.parse($0) })
+        e.advance(wallClock: now)
+        #expect(e.clock == nil)  // event time: advance does not move T
+        let r = e.send(CE.event("security.incident", "2099-01-01T00:00:00+07:00", ["incident": "x", "system": "s"]))
+        #expect(r.rejected.first?.reason.code == .badTime)
+        #expect(e.clock == nil)
+        #expect(e.send(CE.event("security.incident", "2024-04-30T11:59:00+07:00", ["incident": "y", "system": "s"])).accepted == 1)
+        #expect(e.value("all") == .integer(1))
+    }
+}

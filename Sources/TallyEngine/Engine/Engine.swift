@@ -38,6 +38,8 @@ public final class Engine: @unchecked Sendable {
     public internal(set) var clock: Micros?
     /// The earliest accepted event time or balance instant.
     var earliest: Micros?
+    /// The latest wall clock seen by `advance` (bounds event times from the future).
+    var wallClockHint: Micros?
     /// Arrival counter (ties between equal event times in state tables).
     var arrival: UInt64 = 0
     var dedup: DedupIndex
@@ -119,6 +121,8 @@ public final class Engine: @unchecked Sendable {
         case duplicate
         /// Older than `T - retention`.
         case late
+        /// Later than the wall clock plus ``EngineOptions/maxFutureSkew``.
+        case future
     }
 
     /// Applies one decoded event (deduplicated, checked against the retention horizon).
@@ -129,6 +133,10 @@ public final class Engine: @unchecked Sendable {
         if let c = clock, t < c - options.retention {
             stats.late += 1
             return .late
+        }
+        if let w = wallClockHint, t > w + options.maxFutureSkew {
+            stats.countRejected(RejectReason.Code.badTime.rawValue, e.source.string)
+            return .future
         }
         if dedup.checkAndInsert(e.dedupKey, time: t, clock: clock) {
             stats.duplicates += 1
@@ -159,8 +167,10 @@ public final class Engine: @unchecked Sendable {
     }
 
     /// Wall-clock mode: moves `T` to `now` (never backwards) so windows slide without events.
-    /// No-op in event-time mode.
+    /// In both modes it records `now` to reject events from the future (see
+    /// ``EngineOptions/maxFutureSkew``); in event-time mode `T` does not move.
     public func advance(wallClock now: Micros) {
+        if wallClockHint == nil || now > wallClockHint! { wallClockHint = now }
         guard options.clock == .wallClock else { return }
         if clock == nil || now > clock! {
             clock = now
@@ -208,6 +218,8 @@ public final class Engine: @unchecked Sendable {
                 switch apply(event: e) {
                 case .accepted: report.accepted += 1
                 case .duplicate: report.duplicates += 1
+                case .future:
+                    report.rejected.append((index, RejectReason(code: .badTime, message: "time \(calendar.format(e.time)) is more than \(options.maxFutureSkew / 3_600_000_000) h after the wall clock \(calendar.format(wallClockHint ?? 0)); check the producer's clock")))
                 case .late:
                     report.late += 1
                     let r = RejectReason(code: .late, message: "time \(calendar.format(e.time)) is older than the retention horizon (\(options.retention / EngineOptions.day) days before \(calendar.format(clock ?? e.time)))")

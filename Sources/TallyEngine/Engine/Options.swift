@@ -20,6 +20,11 @@ public struct EngineOptions: Sendable {
     /// The instant from which the engine's history is complete. nil: the earliest accepted
     /// event or balance. Year-ago / start-of-year values whose window starts earlier are null.
     public var historyStart: Micros?
+    /// Events later than the last wall clock given to ``Engine/advance(wallClock:)`` plus this
+    /// skew are rejected `bad_time` (in either clock mode), so one bogus far-future time cannot
+    /// move `T` ahead and make every genuine event "late". Not applied before the first
+    /// `advance` (replays and tests without a wall clock are unaffected). Default 1 day.
+    public var maxFutureSkew: Micros = EngineOptions.day
     /// Limits of the CloudEvents decoder.
     public var decodeLimits = DecodeLimits()
     /// Distinct label values kept per stats counter; the rest fold into `other`.
