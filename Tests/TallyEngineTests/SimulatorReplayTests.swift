@@ -70,16 +70,16 @@ private func expectReport(_ snap: Snapshot, scale: Double, sourceLocation: Sourc
 struct SimulatorReplayTests {
     static let scale = 0.0005
 
-    @Test("replaying april-2024 at scale 0.0005 reproduces every figure of the report column")
-    func replayReproducesTheReport() throws {
+    @Test("replaying april-2024 reproduces every figure of the report column at scale", arguments: [0.0001, 0.0005, 0.001])
+    func replayReproducesTheReport(scale: Double) throws {
         let engine = try freshEngine()
-        var sim = try Simulator(profile: .april2024, scale: Self.scale)
+        var sim = try Simulator(profile: .april2024, scale: scale)
         var totals = Totals()
         while let frame = sim.nextBatch(max: 512) { totals.add(engine.ingest(frame)) }
         #expect(totals.rejected.isEmpty, "rejections: \(totals.rejected.prefix(5))")
         #expect(totals.accepted == sim.totalEvents)
         #expect(totals.duplicates == 0 && totals.unrouted == 0 && totals.late == 0)
-        expectReport(engine.snapshot(), scale: Self.scale)
+        expectReport(engine.snapshot(), scale: scale)
     }
 
     @Test("a shuffled order of the same events, one frame each or batched, gives the same snapshot")
