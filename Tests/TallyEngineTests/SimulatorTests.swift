@@ -163,6 +163,12 @@ struct SimulatorTests {
         live["ndxp.transactions_24h"] = Double(tx24.count)
         live["ndxp.success_rate_24h"] = 100 * Double(tx24.filter { $0.data["status"] as! String == "ok" }.count) / Double(tx24.count)
         live["ndxp.transactions_daily_avg_30d"] = Double(tx.filter { $0.time > T - 30 * 86_400_000_000 }.count) / 30
+        // A daily rhythm: office hours carry several times the night's traffic.
+        var byHour = [Int](repeating: 0, count: 24)
+        for e in tx { byHour[Int(((e.time + 7 * 3_600_000_000) / 3_600_000_000) % 24)] += 1 }
+        let day = Double(byHour[8..<17].reduce(0, +)) / 9, night = Double(byHour[0..<5].reduce(0, +)) / 5
+        #expect(day > 3 * night && night > 0, "hourly profile \(byHour)")
+        #expect(tx.first!.time >= micros(2024, 3, 27) && tx.first!.time < micros(2024, 4, 1), "traffic starts before the 30-day window")
 
         // Policy
         let ytdStart = micros(2024, 1, 1)

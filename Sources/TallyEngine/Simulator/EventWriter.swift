@@ -18,7 +18,7 @@ struct EventWriter {
         needsComma = false
     }
 
-    /// Opens an event and its `data` object. `idParts` are concatenated into the `id`.
+    /// Opens an event and its `data` object; `source` and `id` append their (JSON-safe) bytes.
     mutating func begin(type: StaticString, source: (inout [UInt8]) -> Void, id: (inout [UInt8]) -> Void, time: Micros) {
         raw("{\"specversion\":\"1.0\",\"id\":\"")
         id(&bytes)

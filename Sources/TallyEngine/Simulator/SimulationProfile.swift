@@ -3,6 +3,35 @@
 /// A named simulation scenario. Today there is one: `april-2024`, the Ministry of
 /// Information and Communications' digital-transformation report for April 2024
 /// (`shared/reference/bao-cao-chuyen-doi-so-04-2024.vi.txt`).
+///
+/// ## How `april-2024` reproduces the report
+/// - **Scale.** At scale `S` the large counts are `max(1, round(x × S))`: NDXP transactions
+///   per day, portal accounts, portal dossiers, online payments and their VND total, IT
+///   revenue and exports, Mobile Money customers and rural customers, welfare beneficiaries.
+///   Every other printed figure (388 endpoints, 56 of 63, 2,365 of 3,418, 2,323 incidents,
+///   every share, growth, multiple and change) is reproduced as printed at any scale in
+///   ``scaleRange``. Populations the report does not print (communes, health facilities)
+///   scale too, with a floor (630 communes, 120 facilities).
+/// - **History.** Events start on 2023-01-01 so that year-ago values exist: Q1 2023 for the
+///   last-quarter growths, 2023-04-30T23:59:59 for the Mobile Money multiple and the systems
+///   share change, 2023-12-31T23:59:59 for the essential-services change.
+/// - **Opening balances.** Long-running totals begin with a `tally.balance` control event,
+///   emitted first: at 2022-12-31T23:59:59 for Mobile Money (its year-ago value needs 2023),
+///   at 2023-12-31T23:59:59 for accounts, portal dossiers, payments, VND and welfare (only
+///   2024 is replayed for them). No event of those indicators precedes its balance, so
+///   "balance plus later events" and "balance plus all events" agree.
+/// - **Exact shares from integers.** 6,401 procedures: 5,149 online → 80.44%, 3,059 fully
+///   online → 47.79%. Dossiers per province are snapped to the nearest count whose online
+///   share rounds to 38.3%, so every province's `by` value and the national share round to
+///   38.3. Incidents: 2,323 against 3,447 in Q1 2023 → −32.61% → −32.6.
+/// - **Known discrepancy.** The report prints 68.2% for 2,365 of 3,418 systems, which is
+///   69.19%. The profile keeps the counts (2,365 of 3,418) and the +9 pp change relative to
+///   the computed 69.19% (1,872 of 3,110 = 60.19% on 2023-04-30); ``Expected/note`` says so.
+/// - **Rhythm.** NDXP traffic follows a machine-day rhythm (busy office hours, a non-zero
+///   night, quieter weekends and the 27–30 April 2024 holiday) while the 30 April-days of the
+///   30-day window sum to exactly 30 × the scaled daily average. It starts on 27 March so the
+///   window's exclusive start is exercised. Times have millisecond precision and never pass
+///   23:59:59.000 of their day; the last event is a transaction at exactly the end instant.
 public struct SimulationProfile: Sendable, Equatable, CustomStringConvertible {
     /// The name used on the command line (`tally simulate --profile NAME`).
     public let name: String
