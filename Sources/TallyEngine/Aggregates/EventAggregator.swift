@@ -63,7 +63,7 @@ final class EventAggregator {
 
     static let hour = ZoneCalendar.microsPerHour
 
-    init(def: AggregateDefinition, catalogCount: Int, needsShift: Bool, retention: Micros) {
+    init(def: AggregateDefinition, catalogCount: Int, needsShift: Bool, retention: Micros, zone: String) {
         self.def = def
         channels = def.channels.map { RChannel($0, typeCount: def.types.count) }
         var pos = [Int](repeating: -1, count: catalogCount)
@@ -102,7 +102,13 @@ final class EventAggregator {
         if def.distinct != nil { all = []; window = [] }
         allSpecs = all
         groupSpecs = window
-        canonical = "events\(def.types)|\(def.window.canonical)|by:\(def.by?.name ?? "-")|year:\(def.yearPartition?.name ?? "-")|distinct:\(def.distinct?.name ?? "-")|\(def.channels.map(\.canonical).joined(separator: ";"))|rings:\(all.map(\.canonical))/\(window.map(\.canonical))"
+        let zoneTag: String = {
+            switch def.window {
+            case .toDate, .last: "@\(zone)"
+            default: ""
+            }
+        }()
+        canonical = "events\(def.types)|\(def.window.canonical)\(zoneTag)|by:\(def.by?.name ?? "-")|year:\(def.yearPartition?.name ?? "-")|distinct:\(def.distinct?.name ?? "-")|\(def.channels.map(\.canonical).joined(separator: ";"))|rings:\(all.map(\.canonical))/\(window.map(\.canonical))"
     }
 
     // MARK: Cells

@@ -14,9 +14,11 @@
 /// Memory grows with keys (table rows, distinct values, groups, dedup ids) and with time
 /// buckets, never with the number of events.
 public final class Engine: @unchecked Sendable {
-    public private(set) var pipeline: Pipeline
+    public internal(set) var pipeline: Pipeline
     public let options: EngineOptions
-    let calendar: ZoneCalendar
+    /// The pipeline's zone (replaced on reconfigure; calendar aggregates name their zone in
+    /// their canonical definition, so a zone change starts them afresh).
+    var calendar: ZoneCalendar
     let interner: Interner
 
     /// Per indicator: its event aggregator (nil for table and derived indicators).
@@ -76,7 +78,7 @@ public final class Engine: @unchecked Sendable {
             }
             switch a.source {
             case .events(let types):
-                aggregators.append(EventAggregator(def: a, catalogCount: n, needsShift: shift[i], retention: options.retention))
+                aggregators.append(EventAggregator(def: a, catalogCount: n, needsShift: shift[i], retention: options.retention, zone: p.timeZoneIdentifier))
                 tableOf.append(nil)
                 for ty in types { routes[ty].append(i) }
             case .table(let ti):

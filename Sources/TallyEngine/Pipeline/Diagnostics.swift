@@ -43,7 +43,10 @@ enum Suggest {
             if best == nil || d < best!.1 { best = (c, d) }
         }
         guard let (name, d) = best else { return nil }
-        return d <= max(2, word.utf8.count / 3) ? name : nil
+        if d <= max(2, word.utf8.count / 3) { return name }
+        // A truncated or over-long name (`amount` for `amount_vnd`).
+        if word.utf8.count >= 3, let c = candidates.first(where: { $0.hasPrefix(word) || word.hasPrefix($0) }) { return c }
+        return nil
     }
 
     static func distance(_ a: [UInt8], _ b: [UInt8]) -> Int {
