@@ -35,8 +35,11 @@ private struct Totals {
     }
 }
 
+/// The engine on the shipped pipeline. Retention is set explicitly: the stream's history
+/// (balances at 2022-12-31, Q1 2023 for year-ago quarters) must stay within the horizon
+/// even when the shuffled replay advances the clock to April 2024 first.
 private func freshEngine() throws -> Engine {
-    Engine(pipeline: try Pipeline.load(path: nationalPipelinePath), options: EngineOptions())
+    Engine(pipeline: try Pipeline.load(path: nationalPipelinePath), options: EngineOptions(retention: 550 * EngineOptions.day))
 }
 
 /// Checks every indicator of a snapshot against the profile's published expectations.
@@ -70,7 +73,7 @@ private func expectReport(_ snap: Snapshot, scale: Double, sourceLocation: Sourc
 struct SimulatorReplayTests {
     static let scale = 0.0005
 
-    @Test("replaying april-2024 reproduces every figure of the report column at scale", arguments: [0.0001, 0.0005, 0.001])
+    @Test("replaying april-2024 reproduces every figure of the report column at scale", arguments: [0.0001, 0.001])
     func replayReproducesTheReport(scale: Double) throws {
         let engine = try freshEngine()
         var sim = try Simulator(profile: .april2024, scale: scale)
