@@ -27,7 +27,7 @@ public enum SimulatorError: Error, Equatable, CustomStringConvertible {
 /// (`tally simulate`, `tally demo`). The same `(profile, scale, seed)` always yields the
 /// same bytes.
 /// - Complexity: O(log s) per event (s ≈ 80 sources merged) plus the JSON formatting.
-///   Memory is flat: the registries (≈ 45,000 items at scale 1) and one hour of the
+///   Memory is flat: the registries (≈ 32,000 items at scale 1) and one hour of the
 ///   busiest flow (≈ 2 MB at scale 1); never proportional to the number of events.
 public struct Simulator: IteratorProtocol, Sequence, Sendable {
     public let profile: SimulationProfile
@@ -246,7 +246,7 @@ public struct Simulator: IteratorProtocol, Sequence, Sendable {
         case .transactions:
             let endpoint = w.trafficEndpoints[Int(Double(w.trafficEndpoints.count) * SimMath.pow(SimHash.unit(h), 1.8))]
             let provider = w.endpoints[endpoint].agency
-            var consumer = SimHash.below(h >> 7, April2024Plan.liveAgencies)
+            var consumer = SimHash.below(SimHash.mix(h), April2024Plan.liveAgencies)
             if consumer == provider { consumer = (consumer + 1) % April2024Plan.liveAgencies }
             writer.begin(type: "ndxp.transaction", source: { EventWriter.appendASCII("/ndxp/gateway", to: &$0) },
                          id: { EventWriter.appendASCII("tx-", to: &$0); EventWriter.appendInt(Int64(j), to: &$0) }, time: time)

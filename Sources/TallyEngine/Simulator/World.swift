@@ -37,7 +37,7 @@ struct Document: Sendable {
 /// The registries of the simulated country and the bounded list of their events, built
 /// once per simulator.
 ///
-/// - Complexity: O(p log p) to build, p ≈ 25,000 items at test scales and ≈ 45,000 at
+/// - Complexity: O(p log p) to build, p ≈ 15,000 items at test scales and ≈ 32,000 at
 ///   scale 1 (procedures, systems, communes dominate); independent of the traffic volume.
 final class World: Sendable {
     let plan: April2024Plan
