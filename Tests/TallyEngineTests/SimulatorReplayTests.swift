@@ -43,8 +43,7 @@ private func freshEngine() throws -> Engine {
 }
 
 /// Checks every indicator of a snapshot against the profile's published expectations.
-private func expectReport(_ snap: Snapshot, scale: Double, sourceLocation: SourceLocation = #_sourceLocation) {
-    let expected = SimulationProfile.april2024.expectedReport(scale: scale)
+private func expectReport(_ snap: Snapshot, _ expected: [String: Expected], sourceLocation: SourceLocation = #_sourceLocation) {
     #expect(snap.asOf == SimTime.micros(2024, 4, 30, 23, 59, 59), sourceLocation: sourceLocation)
     #expect(Set(snap.indicators.map(\.id)) == Set(expected.keys), "pipeline ids vs the catalog", sourceLocation: sourceLocation)
     for (id, e) in expected.sorted(by: { $0.key < $1.key }) {
@@ -82,7 +81,7 @@ struct SimulatorReplayTests {
         #expect(totals.rejected.isEmpty, "rejections: \(totals.rejected.prefix(5))")
         #expect(totals.accepted == sim.totalEvents)
         #expect(totals.duplicates == 0 && totals.unrouted == 0 && totals.late == 0)
-        expectReport(engine.snapshot(), scale: scale)
+        expectReport(engine.snapshot(), sim.expectedReport())
     }
 
     @Test("a shuffled order of the same events, one frame each or batched, gives the same snapshot")
@@ -116,6 +115,6 @@ struct SimulatorReplayTests {
         for (a, b) in zip(snap.indicators, reference.indicators) where a != b {
             Issue.record("\(a.id): shuffled \(a.value?.description ?? "null") in order \(b.value?.description ?? "null")")
         }
-        expectReport(snap, scale: Self.scale)
+        expectReport(snap, SimulationProfile.april2024.expectedReport(scale: Self.scale))
     }
 }

@@ -96,6 +96,10 @@ public struct Simulator: IteratorProtocol, Sequence, Sendable {
         for (i, f) in flows.enumerated() { if let t = f.nextTime { heap.push((t, i + 1)) } }
     }
 
+    /// What the snapshot must show after this stream: ``SimulationProfile/expectedReport(scale:seed:)``
+    /// for this simulator's profile, scale and seed (for "expected vs live" displays).
+    public func expectedReport() -> [String: Expected] { profile.expectedReport(scale: scale, seed: seed) }
+
     /// The opening balances: total minus what the stream replays, at the instant they hold.
     static func openingBalances(_ plan: April2024Plan) -> [(indicator: String, value: Int64, time: Micros)] {
         let dossiers2024 = plan.dossiers.reduce(0) { $0 + $1.viaPortal }
