@@ -81,6 +81,13 @@ let package = Package(
             name: "decode-bench",
             dependencies: ["TallyEngine"],
             path: "Benchmarks/decode-bench",
+            exclude: ["RESULTS.md", "compare.sh"],
+            swiftSettings: strict
+        ),
+        .executableTarget(
+            name: "engine-bench",
+            dependencies: ["TallyEngine"],
+            path: "Benchmarks/engine-bench",
             swiftSettings: strict
         ),
         .testTarget(
@@ -94,6 +101,7 @@ let package = Package(
                 "TallyEngine",
                 .product(name: "PropertyBased", package: "swift-property-based"),
             ],
+            exclude: ["Fixtures/decoder"],  // read in place by the decoder tests (and fuzzers)
             swiftSettings: strict
         ),
         .testTarget(

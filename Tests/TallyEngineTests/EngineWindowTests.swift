@@ -62,7 +62,7 @@ struct EngineWindowTests {
         incident(e, "2024-04-30T23:59:59+07:00")
         #expect(e.value("growth") == nil)
         var o = EngineOptions()
-        o.historyStart = try #require(RFC3339.parse(Array("2023-01-01T00:00:00+07:00".utf8).withUnsafeBufferPointer { $0 }))
+        o.historyStart = try #require(Array("2023-01-01T00:00:00+07:00".utf8).withUnsafeBufferPointer { RFC3339.parse($0) })
         let e2 = Engine(pipeline: try pipeline(Self.yaml), options: o)
         for _ in 0..<4 { incident(e2, "2023-02-10T10:00:00+07:00") }
         for _ in 0..<3 { incident(e2, "2024-02-10T10:00:00+07:00") }

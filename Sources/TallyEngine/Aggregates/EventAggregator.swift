@@ -127,15 +127,34 @@ final class EventAggregator {
         return Cell(totals: channels.map { BucketRing.identity($0.kind) }, rings: rings)
     }
 
+    /// One-entry cache of the last key looked up (most aggregates have one cell, and
+    /// `$year` partitions are mostly the current year): skips the dictionary's hashing.
+    private var lastKey: Int64 = .min
+    private var lastIndex = 0
+
     @inline(__always)
     func cellIndex(for key: Int64, isAll: Bool) -> Int {
-        if let i = cellIndex[key] { return Int(i) }
+        if key == lastKey { return lastIndex }
+        if let i = cellIndex[key] {
+            if isAll { lastKey = key; lastIndex = Int(i) }
+            return Int(i)
+        }
         let i = cells.count
         cells.append(newCell(isAll: isAll))
         cellKeys.append(key)
         if def.distinct != nil { distinctCells.append(DistinctCell()) }
         cellIndex[key] = Int32(i)
+        if isAll { lastKey = key; lastIndex = i }
         return i
+    }
+
+    /// Replaces the cells (restore, reconfigure) and resets the lookup cache.
+    func adopt(cells: [Cell], keys: [Int64], distinct: [DistinctCell]) {
+        self.cells = cells
+        cellKeys = keys
+        distinctCells = distinct
+        cellIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Int32($0)) })
+        lastKey = .min
     }
 
     func isAllCell(_ i: Int) -> Bool { cellKeys[i] >> 32 == 0 }
@@ -185,35 +204,48 @@ final class EventAggregator {
     @inline(__always)
     private func update(_ i: Int, _ t: Micros, _ c0: Double?, _ c1: Double?, _ c2: Double?, _ distinctID: Int32, _ calendar: ZoneCalendar) {
         if distinctID >= 0 {
-            if var fl = distinctCells[i].values[distinctID] {
-                fl.first = min(fl.first, t)
-                fl.last = max(fl.last, t)
-                distinctCells[i].values[distinctID] = fl
-            } else {
-                distinctCells[i].values[distinctID] = FirstLast(first: t, last: t)
+            distinctCells.withUnsafeMutableBufferPointer { d in
+                if let fl = d[i].values[distinctID] {
+                    d[i].values[distinctID] = FirstLast(first: min(fl.first, t), last: max(fl.last, t))
+                } else {
+                    d[i].values[distinctID] = FirstLast(first: t, last: t)
+                }
+                if t > d[i].maxFirst { d[i].maxFirst = t }
             }
-            distinctCells[i].maxFirst = max(distinctCells[i].maxFirst, t)
-            cells[i].minTime = min(cells[i].minTime, t)
-            cells[i].maxTime = max(cells[i].maxTime, t)
+            cells.withUnsafeMutableBufferPointer { c in
+                if t < c[i].minTime { c[i].minTime = t }
+                if t > c[i].maxTime { c[i].maxTime = t }
+            }
             return
         }
         let specs = isAllCell(i) ? allSpecs : groupSpecs
-        cells[i].minTime = min(cells[i].minTime, t)
-        cells[i].maxTime = max(cells[i].maxTime, t)
-        for ch in 0..<channels.count {
-            guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
-            switch channels[ch].kind {
-            case .sum: cells[i].totals[ch] += v
-            case .min: cells[i].totals[ch] = min(cells[i].totals[ch], v)
-            case .max: cells[i].totals[ch] = max(cells[i].totals[ch], v)
+        let nch = channels.count
+        // Bucket indices once per event (at most a few rings).
+        var b0: Int64 = 0, b1: Int64 = 0, b2: Int64 = 0
+        for (k, s) in specs.enumerated() where k < 3 {
+            let b: Int64
+            switch s.kind {
+            case .fine(let res): b = Self.ceilDiv(t, res)
+            case .period(let u): b = calendar.period(u, t)
             }
-            for (k, s) in specs.enumerated() {
-                let b: Int64
-                switch s.kind {
-                case .fine(let res): b = Self.ceilDiv(t, res)
-                case .period(let u): b = calendar.period(u, t)
+            if k == 0 { b0 = b } else if k == 1 { b1 = b } else { b2 = b }
+        }
+        let ns = specs.count
+        channels.withUnsafeBufferPointer { chans in
+            cells.withUnsafeMutableBufferPointer { c in
+                if t < c[i].minTime { c[i].minTime = t }
+                if t > c[i].maxTime { c[i].maxTime = t }
+                for ch in 0..<nch {
+                    guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
+                    switch chans[ch].kind {
+                    case .sum: c[i].totals[ch] += v
+                    case .min: c[i].totals[ch] = min(c[i].totals[ch], v)
+                    case .max: c[i].totals[ch] = max(c[i].totals[ch], v)
+                    }
+                    for k in 0..<ns {
+                        c[i].rings[ch * ns + k].add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
+                    }
                 }
-                cells[i].rings[ch * specs.count + k].add(b, v)
             }
         }
     }

@@ -300,10 +300,7 @@ extension Engine {
                 keys.append(key)
             }
             if let t = target {
-                t.cells = cells
-                t.cellKeys = keys
-                t.distinctCells = distinct
-                t.cellIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Int32($0)) })
+                t.adopt(cells: cells, keys: keys, distinct: distinct)
             }
         }
         // Tables.
@@ -381,10 +378,7 @@ extension Engine {
             guard let a else { continue }
             if let old = oldAggs[a.canonical]?.first {
                 oldAggs[a.canonical]!.removeFirst()
-                a.cells = old.cells
-                a.cellKeys = old.cellKeys
-                a.cellIndex = old.cellIndex
-                a.distinctCells = old.distinctCells
+                a.adopt(cells: old.cells, keys: old.cellKeys, distinct: old.distinctCells)
                 report.kept.append(newPipeline.indicators[i].id)
             } else {
                 report.fresh.append(newPipeline.indicators[i].id)

@@ -26,6 +26,9 @@ public final class Engine: @unchecked Sendable {
     var tables: [StateTable] = []
     /// Per catalog type: indicator indices of event aggregators fed by it.
     var routes: [[Int]] = []
+    /// The same routes without reference counting on the hot path: `hotRoutes[type]` lists
+    /// the aggregators (kept alive by `aggregators`).
+    var hotRoutes: [[Unmanaged<EventAggregator>]] = []
     /// Per catalog type: indices of tables fed by it.
     var tableRoutes: [[Int]] = []
     /// Per indicator: (table index, aggregate index in the table) for table indicators.
@@ -68,6 +71,7 @@ public final class Engine: @unchecked Sendable {
         tableOf = []
         tables = p.tables.map { StateTable(def: $0, catalogCount: n) }
         routes = [[Int]](repeating: [], count: n)
+        hotRoutes = [[Unmanaged<EventAggregator>]](repeating: [], count: n)
         tableRoutes = [[Int]](repeating: [], count: n)
         for (ti, t) in p.tables.enumerated() { for ty in t.types { tableRoutes[ty].append(ti) } }
         for (i, ind) in p.indicators.enumerated() {
@@ -81,6 +85,8 @@ public final class Engine: @unchecked Sendable {
                 aggregators.append(EventAggregator(def: a, catalogCount: n, needsShift: shift[i], retention: options.retention, zone: p.timeZoneIdentifier))
                 tableOf.append(nil)
                 for ty in types { routes[ty].append(i) }
+                let agg = aggregators[i]!
+                for ty in types { hotRoutes[ty].append(Unmanaged.passUnretained(agg)) }
             case .table(let ti):
                 aggregators.append(nil)
                 tableOf.append((ti, tables[ti].aggregates.count))
@@ -134,9 +140,14 @@ public final class Engine: @unchecked Sendable {
             dedup.expire(clock: t)
         }
         if earliest == nil || t < earliest! { earliest = t }
-        for i in routes[e.typeIndex] {
-            let a = aggregators[i].unsafelyUnwrapped
-            a.apply(e, pos: a.posOfType[e.typeIndex], calendar: calendar, interner: interner)
+        let cal = calendar
+        let int = interner
+        hotRoutes.withUnsafeBufferPointer { r in
+            for u in r[e.typeIndex] {
+                u._withUnsafeGuaranteedRef { a in
+                    a.apply(e, pos: a.posOfType[e.typeIndex], calendar: cal, interner: int)
+                }
+            }
         }
         let horizon = (clock ?? t) - options.retention
         for ti in tableRoutes[e.typeIndex] {

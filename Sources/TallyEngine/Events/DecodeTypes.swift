@@ -4,6 +4,7 @@
 ///
 /// - `maxDepth`: nesting of arrays/objects; the frame's outer container is depth 1, an event
 ///   inside a batch is depth 2, its `data` depth 3. Deeper → frame rejected `too_deep`.
+///   Values above 65 536 act as 65 536.
 /// - `maxStringLength`: bytes of one string (decoded UTF-8 for strings the decoder reads,
 ///   bytes as sent for strings it skips). Longer → the event is rejected `too_large`.
 /// - `maxEventsPerBatch`: elements of a batch array. More → frame rejected `too_large`.

@@ -108,24 +108,27 @@ public struct EventDecoder: @unchecked Sendable {
         let limits: DecodeLimits
         /// Decoded strings with escapes; never reallocated during a frame (sized up front to
         /// the frame, which bounds the decoded bytes), so views into it stay valid.
-        var scratch: UnsafeMutablePointer<UInt8>
-        var scratchCapacity: Int
+        // Dynamic exclusivity checks are off for these: the storage is only ever touched by the
+        // `decode` call that owns it (copy-on-write keeps it unshared), and the checks cost
+        // ~2% of a per-event frame.
+        @exclusivity(unchecked) var scratch: UnsafeMutablePointer<UInt8>
+        @exclusivity(unchecked) var scratchCapacity: Int
         /// Container kinds of the iterative skipper, one per nesting level.
         let stack: UnsafeMutablePointer<UInt8>
-        var dayCache = RFC3339.DayCache()
-        var pending: [DecodeOutcome] = []
+        @exclusivity(unchecked) var dayCache = RFC3339.DayCache()
+        @exclusivity(unchecked) var pending: [DecodeOutcome] = []
         /// Blocks holding the elements of `[str]` fields. A block never moves while a frame
         /// is decoded (lists point into it); all are reused from the first one per frame.
-        var viewBlocks: [(base: UnsafeMutablePointer<StringView>, capacity: Int)] = []
-        var viewBlock = 0
-        var viewUsed = 0
+        @exclusivity(unchecked) var viewBlocks: [(base: UnsafeMutablePointer<StringView>, capacity: Int)] = []
+        @exclusivity(unchecked) var viewBlock = 0
+        @exclusivity(unchecked) var viewUsed = 0
 
         init(compiled: CompiledCatalog, limits: DecodeLimits) {
             self.compiled = compiled
             self.limits = limits
             scratchCapacity = 4096
             scratch = .allocate(capacity: scratchCapacity)
-            stack = .allocate(capacity: max(limits.maxDepth, 0) + 2)
+            stack = .allocate(capacity: Storage.effectiveDepth(limits) + 2)
         }
 
         deinit {
@@ -135,6 +138,9 @@ public struct EventDecoder: @unchecked Sendable {
         }
 
         func copy() -> Storage { Storage(compiled: compiled, limits: limits) }
+
+        /// `maxDepth` as enforced: at most 65 536 (the skipper's stack is allocated up front).
+        static func effectiveDepth(_ limits: DecodeLimits) -> Int { min(max(limits.maxDepth, 0), 65_536) }
 
         /// Prepares for a frame of `n` bytes: the scratch buffer holds at least `n` bytes
         /// (decoded strings are never longer than their JSON text), and shrinks back after
@@ -209,7 +215,7 @@ struct Scanner {
         end = base + count
         scratch = s.scratch
         stack = s.stack
-        maxDepth = s.limits.maxDepth
+        maxDepth = EventDecoder.Storage.effectiveDepth(s.limits)
         maxString = s.limits.maxStringLength
         maxEvents = s.limits.maxEventsPerBatch
         cat = s.compiled.tables
@@ -662,7 +668,7 @@ struct Scanner {
         case 2:
             return s[0] == UInt8(ascii: "i") && s[1] == UInt8(ascii: "d") ? aId : 0
         case 4:
-            switch UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) {
+            switch UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) {  // little-endian words
             case 0x6570_7974: return aType  // "type"
             case 0x656D_6974: return aTime  // "time"
             case 0x6174_6164: return aData  // "data"
@@ -671,13 +677,43 @@ struct Scanner {
         case 6:
             return UInt32(littleEndian: raw.loadUnaligned(as: UInt32.self)) == 0x7275_6F73  // "sour"
                 && s[4] == UInt8(ascii: "c") && s[5] == UInt8(ascii: "e") ? aSource : 0
-        case 11:
-            return memcmp(s, "specversion", 11) == 0 ? aSpecversion : 0
-        case 15:
-            return memcmp(s, "datacontenttype", 15) == 0 ? aContentType : 0
+        case 11:  // "specvers" + "sion" (overlapping loads)
+            return raw.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x7372_6576_6365_7073)
+                && raw.loadUnaligned(fromByteOffset: 7, as: UInt32.self) == UInt32(littleEndian: 0x6E6F_6973) ? aSpecversion : 0
+        case 15:  // "datacont" + "tenttype"
+            return raw.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x746E_6F63_6174_6164)
+                && raw.loadUnaligned(fromByteOffset: 7, as: UInt64.self) == UInt64(littleEndian: 0x6570_7974_746E_6574) ? aContentType : 0
         default:
             return 0
         }
+    }
+
+    @inline(__always)
+    static func attributeLength(_ bit: UInt32) -> Int {
+        switch bit {
+        case aId: return 2
+        case aSource: return 6
+        case aType, aTime, aData: return 4
+        case aSpecversion: return 11
+        default: return 15
+        }
+    }
+
+    /// The attribute bit of the key at `p` if it is spelled `"name":` with no escapes and no
+    /// space before the colon (how every producer writes it), else 0 (use the general path).
+    @inline(__always)
+    func fastAttributeKey() -> UInt32 {
+        guard end - p >= 20 else { return 0 }
+        let n: Int
+        switch p[1] {
+        case UInt8(ascii: "i"): n = 2
+        case UInt8(ascii: "t"): n = 4
+        case UInt8(ascii: "s"): n = p[7] == Scanner.quote ? 6 : 11
+        case UInt8(ascii: "d"): n = p[5] == Scanner.quote ? 4 : 15
+        default: return 0
+        }
+        guard p[n + 1] == Scanner.quote, p[n + 2] == UInt8(ascii: ":") else { return 0 }
+        return Scanner.classify(StringView(start: p + 1, count: n))
     }
 
     static func attributeName(_ bit: UInt32) -> String {
@@ -714,11 +750,19 @@ struct Scanner {
         } else {
             while true {
                 guard byte == Scanner.quote else { throw syntax("expected a key string") }
-                let key = try string(decode: true)
+                let key: StringView
+                var k = fastAttributeKey()
+                if k != 0 {  // `"name":` spelled plainly: no string scan needed
+                    let n = Scanner.attributeLength(k)
+                    key = StringView(start: p + 1, count: n)
+                    p += n + 3
+                } else {
+                    key = try string(decode: true)
+                    ws()
+                    try expect(UInt8(ascii: ":"), "':' after a key")
+                    k = Scanner.classify(key)
+                }
                 ws()
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                ws()
-                let k = Scanner.classify(key)
                 if attrError != nil || k == 0 {
                     let over = try skipValue(depth: depth + 1)
                     if attrError == nil && (over || key.count > maxString) {
@@ -780,7 +824,7 @@ struct Scanner {
                         }
                     default:  // data
                         if typeIndex >= 0 {
-                            (fields, dataError) = try data(type: typeIndex, depth: depth + 1)
+                            dataError = try data(type: typeIndex, depth: depth + 1, into: &fields)
                             dataDone = true
                         } else {
                             dataAt = p
@@ -818,7 +862,7 @@ struct Scanner {
             }
             let resume = p
             p = at
-            (fields, dataError) = try data(type: typeIndex, depth: depth + 1)
+            dataError = try data(type: typeIndex, depth: depth + 1, into: &fields)
             p = resume
         }
         if let e = dataError { return .rejected(e) }
@@ -852,43 +896,52 @@ struct Scanner {
     // MARK: Data
 
     /// Decodes `data` (at `p`) against compiled type `t`, `depth` being the depth of `data`.
-    mutating func data(type t: Int, depth: Int) throws(FrameFailure) -> (EventFields, RejectReason?) {
+    mutating func data(type t: Int, depth: Int, into fields: inout EventFields) throws(FrameFailure) -> RejectReason? {
         let desc = cat.types[t]
         let nf = Int(desc.fieldCount)
         let f0 = Int(desc.firstField)
-        var fields = EventFields(count: nf)
+        fields = EventFields(count: nf)
         switch byte {
         case UInt8(ascii: "{"):
             break
         case UInt8(ascii: "n"):
             try literal("null")
-            return (fields, RejectReason(code: .missingAttribute, message: "data: required for type \(typeName(t)), got null"))
+            return RejectReason(code: .missingAttribute, message: "data: required for type \(typeName(t)), got null")
         default:
             let what = Scanner.describe(byte)
             _ = try skipValue(depth: depth)
-            return (fields, RejectReason(code: .badAttribute, message: "data: expected an object, got \(what)"))
+            return RejectReason(code: .badAttribute, message: "data: expected an object, got \(what)")
         }
         guard depth <= maxDepth else { throw tooDeep() }
         p += 1
         var seen: UInt32 = 0
         var err: RejectReason? = nil
+        var predicted = 0  // producers write fields in catalog order: try the next one first
         ws()
         if byte == UInt8(ascii: "}") {
             p += 1
         } else {
             while true {
                 guard byte == Scanner.quote else { throw syntax("expected a key string") }
-                let key = try string(decode: true)
-                ws()
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                ws()
                 var slot = -1
-                if err == nil {
-                    for i in 0..<nf where cat.equals(cat.fields[f0 + i].name, key.start, key.count) {
-                        slot = i
-                        break
+                let key: StringView
+                if predicted < nf, err == nil, let n = plainKey(cat.fields[f0 + predicted]) {
+                    slot = predicted
+                    key = StringView(start: p + 1, count: n)
+                    p += n + 3
+                } else {
+                    key = try string(decode: true)
+                    ws()
+                    try expect(UInt8(ascii: ":"), "':' after a key")
+                    if err == nil {
+                        for i in 0..<nf where cat.equals(cat.fields[f0 + i].name, key.start, key.count) {
+                            slot = i
+                            break
+                        }
                     }
                 }
+                ws()
+                if slot >= 0 { predicted = slot + 1 }
                 if slot < 0 {
                     if try skipValue(depth: depth + 1) || key.count > maxString, err == nil {
                         err = RejectReason(code: .tooLarge, message: "data.\(Scanner.quoted(key)): a string longer than \(maxString) bytes")
@@ -919,7 +972,18 @@ struct Scanner {
                 }
             }
         }
-        return (fields, err)
+        return err
+    }
+
+    /// The name's length if the key at `p` is exactly `"name":` for this field (a name
+    /// without `"` or `\`, so the raw bytes are the decoded key), else nil.
+    @inline(__always)
+    func plainKey(_ d: CompiledCatalog.FieldDesc) -> Int? {
+        let n = Int(d.name.length)
+        guard d.plain, end - p > n + 2, p[n + 1] == Scanner.quote, p[n + 2] == UInt8(ascii: ":"),
+              bytesEqual(cat.bytes + Int(d.name.offset), p + 1, n)
+        else { return nil }
+        return n
     }
 
     func typeName(_ t: Int) -> String {

@@ -19,7 +19,7 @@ public struct Pipeline: Sendable {
     public let constants: [(name: String, value: Double)]
     public let indicators: [IndicatorDefinition]
     let tables: [TableDefinition]
-    let catalog: Catalog
+    public let catalog: Catalog
 
     /// The position of an indicator by id.
     public func indicatorIndex(_ id: String) -> Int? { indicators.firstIndex { $0.id == id } }
@@ -68,7 +68,7 @@ public struct Pipeline: Sendable {
 /// Turns YAML into a ``Pipeline``, collecting diagnostics instead of stopping at the first.
 struct PipelineCompiler {
     let file: String
-    let catalog: Catalog
+    public let catalog: Catalog
     var diagnostics: [Diagnostic] = []
 
     init(file: String, catalog: Catalog) {
