@@ -1,1 +1,0 @@
-// The binding: see Context.swift, Socket.swift.
