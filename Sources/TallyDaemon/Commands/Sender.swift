@@ -65,6 +65,7 @@ public struct Sender {
             let wait = Int32(clamping: options.timeout.millisecondsRoundedUp * 4)
             try push.set(.linger, wait)
             try push.set(.sendTimeout, wait)
+            try push.set(.immediate, true)   // queue only to a real connection, so "sent" means handed to a daemon
             try connect(push)
             for f in frames {
                 guard try push.send(f.payload) else {
