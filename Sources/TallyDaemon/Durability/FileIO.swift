@@ -1,0 +1,190 @@
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - The syscall funnel
+
+/// The single place where the durability layer calls POSIX, in the style of swift-nio's
+/// `System.swift`: every call goes through `syscall(_:path:_:)`, which retries `EINTR` and turns
+/// `-1` into a typed `DurabilityError.system` naming the call, the path and the errno.
+///
+/// Keeping every syscall here makes fault behaviour reviewable in one file: short writes are
+/// looped, nothing else retries silently.
+enum FileIO {
+    /// Runs `body` until it does not fail with EINTR.
+    /// - Complexity: O(1) plus the syscall.
+    @inline(__always)
+    static func syscall<T: FixedWidthInteger>(
+        _ call: StaticString, path: String, _ body: () -> T
+    ) throws(DurabilityError) -> T {
+        while true {
+            let result = body()
+            if result == -1 {
+                let code = errno
+                if code == EINTR { continue }
+                throw .system(call: "\(call)", path: path, errno: code)
+            }
+            return result
+        }
+    }
+
+    // MARK: Files
+
+    /// Opens `path` with `flags`; `mode` is applied explicitly with `fchmod` when the file is
+    /// created, so the umask never widens or narrows it.
+    static func open(_ path: String, flags: Int32, mode: mode_t = 0o600) throws(DurabilityError) -> Int32 {
+        let fd = try syscall("open", path: path) { Glibc.open(path, flags | O_CLOEXEC, mode) }
+        if flags & O_CREAT != 0 {
+            do {
+                _ = try syscall("fchmod", path: path) { fchmod(fd, mode) }
+            } catch {
+                Glibc.close(fd)
+                throw error
+            }
+        }
+        return fd
+    }
+
+    /// Closes `fd`. EINTR is not retried (Linux closes the descriptor anyway).
+    static func close(_ fd: Int32, path: String) throws(DurabilityError) {
+        if Glibc.close(fd) == -1, errno != EINTR {
+            throw .system(call: "close", path: path, errno: errno)
+        }
+    }
+
+    /// Writes all of `bytes` at `offset`, looping over short writes.
+    /// A failure part-way leaves a partial write on disk: the caller owns rolling it back.
+    /// - Complexity: O(n) bytes, normally one syscall.
+    static func pwriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, at offset: Int64, path: String) throws(DurabilityError) {
+        var done = 0
+        while done < bytes.count {
+            let n = try syscall("pwrite", path: path) {
+                pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
+            }
+            if n == 0 { throw .system(call: "pwrite", path: path, errno: EIO) }
+            done += n
+        }
+    }
+
+    /// Reads up to `count` bytes at `offset` into `buffer`, looping until `count` bytes or EOF.
+    /// - Returns: the number of bytes read (less than `count` only at end of file).
+    static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws(DurabilityError) -> Int {
+        var done = 0
+        while done < count {
+            let n = try syscall("pread", path: path) {
+                pread(fd, buffer + done, count - done, off_t(offset) + off_t(done))
+            }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    static func fdatasync(_ fd: Int32, path: String) throws(DurabilityError) {
+        #if os(Linux)
+        _ = try syscall("fdatasync", path: path) { Glibc.fdatasync(fd) }
+        #else
+        _ = try syscall("fsync", path: path) { fsync(fd) }
+        #endif
+    }
+
+    static func fsync(_ fd: Int32, path: String) throws(DurabilityError) {
+        _ = try syscall("fsync", path: path) { Glibc.fsync(fd) }
+    }
+
+    static func ftruncate(_ fd: Int32, to length: Int64, path: String) throws(DurabilityError) {
+        _ = try syscall("ftruncate", path: path) { Glibc.ftruncate(fd, off_t(length)) }
+    }
+
+    static func fileSize(_ fd: Int32, path: String) throws(DurabilityError) -> Int64 {
+        var st = stat()
+        _ = try syscall("fstat", path: path) { fstat(fd, &st) }
+        return Int64(st.st_size)
+    }
+
+    // MARK: Paths and directories
+
+    static func rename(_ from: String, _ to: String) throws(DurabilityError) {
+        _ = try syscall("rename", path: "\(from) -> \(to)") { Glibc.rename(from, to) }
+    }
+
+    static func unlink(_ path: String) throws(DurabilityError) {
+        _ = try syscall("unlink", path: path) { Glibc.unlink(path) }
+    }
+
+    /// Removes `path`, treating "already gone" as success.
+    static func unlinkIfPresent(_ path: String) throws(DurabilityError) {
+        if Glibc.unlink(path) == -1, errno != ENOENT {
+            throw .system(call: "unlink", path: path, errno: errno)
+        }
+    }
+
+    /// Creates `path` (and missing parents) with `mode`, or tightens an existing directory to
+    /// `mode`; the mode is set with `chmod`, so it does not depend on the umask.
+    static func makeDirectory(_ path: String, mode: mode_t = 0o700) throws(DurabilityError) {
+        var isDir = stat()
+        if stat(path, &isDir) == 0 {
+            guard (isDir.st_mode & S_IFMT) == S_IFDIR else {
+                throw .system(call: "mkdir", path: path, errno: ENOTDIR)
+            }
+        } else {
+            let parent = parentDirectory(of: path)
+            if parent != path, !parent.isEmpty, access(parent, F_OK) != 0 {
+                try makeDirectory(parent, mode: mode)
+            }
+            if mkdir(path, mode) == -1, errno != EEXIST {
+                throw .system(call: "mkdir", path: path, errno: errno)
+            }
+        }
+        _ = try syscall("chmod", path: path) { chmod(path, mode) }
+    }
+
+    /// fsyncs a directory so that creations, renames and removals inside it are durable.
+    static func syncDirectory(_ path: String) throws(DurabilityError) {
+        let fd = try syscall("open", path: path) { Glibc.open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC) }
+        defer { Glibc.close(fd) }
+        try fsync(fd, path: path)
+    }
+
+    /// The names in a directory (no `.`/`..`), unsorted.
+    /// - Complexity: O(entries).
+    static func listDirectory(_ path: String) throws(DurabilityError) -> [String] {
+        guard let dir = opendir(path) else {
+            throw .system(call: "opendir", path: path, errno: errno)
+        }
+        defer { closedir(dir) }
+        var names: [String] = []
+        while let entry = readdir(dir) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names
+    }
+
+    /// Takes an exclusive, non-blocking `flock` on `path` (created 0600) and returns its fd; the
+    /// lock lives as long as the descriptor and dies with the process, even on kill -9.
+    static func lockFile(_ path: String) throws(DurabilityError) -> Int32 {
+        let fd = try open(path, flags: O_RDWR | O_CREAT, mode: 0o600)
+        if flock(fd, LOCK_EX | LOCK_NB) == -1 {
+            let code = errno
+            Glibc.close(fd)
+            if code == EWOULDBLOCK { throw .stateDirectoryLocked(path: path) }
+            throw .system(call: "flock", path: path, errno: code)
+        }
+        return fd
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        if slash == path.startIndex { return "/" }
+        return String(path[..<slash])
+    }
+
+    static func join(_ directory: String, _ name: String) -> String {
+        directory.hasSuffix("/") ? directory + name : directory + "/" + name
+    }
+}

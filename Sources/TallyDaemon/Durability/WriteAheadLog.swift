@@ -1,0 +1,638 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - AppendBatch
+
+/// The records of one `append` call, encoded straight into the log's reusable buffer.
+///
+/// Record layout on disk: `[length u32 LE][crc32c u32 LE][kind u8][body]`, where `length` is the
+/// number of body bytes (the record occupies `9 + length` bytes) and the CRC-32C covers the kind
+/// byte and the body. Encoding costs one copy of the payload and one CRC pass; no allocation
+/// once the buffer has grown to the drain size.
+public struct AppendBatch {
+    /// Bytes of the whole call; reused across calls (capacity kept).
+    var bytes: [UInt8] = []
+    /// End offset in `bytes` of each record, so the writer can split the call across segments.
+    var ends: [Int] = []
+    let maxRecordSize: Int
+
+    init(maxRecordSize: Int, capacity: Int) {
+        self.maxRecordSize = maxRecordSize
+        bytes.reserveCapacity(capacity)
+        ends.reserveCapacity(4096)
+    }
+
+    /// Records encoded so far in this call.
+    public var count: Int { ends.count }
+
+    /// Encoded bytes so far in this call (headers included).
+    public var byteCount: Int { bytes.count }
+
+    mutating func reset() {
+        bytes.removeAll(keepingCapacity: true)
+        ends.removeAll(keepingCapacity: true)
+    }
+
+    @inline(__always)
+    private mutating func begin(_ kind: RecordKind, bodyLength: Int) throws(DurabilityError) -> Int {
+        guard bodyLength <= maxRecordSize else { throw .recordTooLarge(size: bodyLength, limit: maxRecordSize) }
+        let start = bytes.count
+        ByteCoding.append(UInt32(bodyLength), to: &bytes)
+        ByteCoding.append(UInt32(0), to: &bytes)
+        bytes.append(kind.rawValue)
+        return start
+    }
+
+    @inline(__always)
+    private mutating func finish(_ start: Int) {
+        let crc = bytes.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(start + 8)...])) }
+        ByteCoding.store(crc, into: &bytes, at: start + 4)
+        ends.append(bytes.count)
+    }
+
+    /// Appends a fire-and-forget frame (the raw frame bytes and its receive time).
+    /// - Parameter receivedAt: microseconds since the Unix epoch, wall clock.
+    /// - Complexity: O(payload).
+    public mutating func frame(receivedAt: Int64, payload: UnsafeRawBufferPointer) throws(DurabilityError) {
+        let start = try begin(.frame, bodyLength: 8 + payload.count)
+        ByteCoding.append(UInt64(bitPattern: receivedAt), to: &bytes)
+        bytes.append(contentsOf: payload)
+        finish(start)
+    }
+
+    public mutating func frame(receivedAt: Int64, payload: [UInt8]) throws(DurabilityError) {
+        let start = try begin(.frame, bodyLength: 8 + payload.count)
+        ByteCoding.append(UInt64(bitPattern: receivedAt), to: &bytes)
+        bytes.append(contentsOf: payload)
+        finish(start)
+    }
+
+    /// Appends an acknowledged batch `(producer, sequence, payload)`.
+    /// - Throws: `invalidArgument` for a producer id over 65,535 bytes; `recordTooLarge`.
+    /// - Complexity: O(producer + payload).
+    public mutating func batch(producer: UnsafeRawBufferPointer, sequence: UInt64, payload: UnsafeRawBufferPointer) throws(DurabilityError) {
+        guard producer.count <= Int(UInt16.max) else {
+            throw .invalidArgument("producer id of \(producer.count) bytes exceeds 65535")
+        }
+        let start = try begin(.batch, bodyLength: 10 + producer.count + payload.count)
+        ByteCoding.append(sequence, to: &bytes)
+        ByteCoding.append(UInt16(producer.count), to: &bytes)
+        bytes.append(contentsOf: producer)
+        bytes.append(contentsOf: payload)
+        finish(start)
+    }
+
+    public mutating func batch(producer: [UInt8], sequence: UInt64, payload: [UInt8]) throws(DurabilityError) {
+        guard producer.count <= Int(UInt16.max) else {
+            throw .invalidArgument("producer id of \(producer.count) bytes exceeds 65535")
+        }
+        let start = try begin(.batch, bodyLength: 10 + producer.count + payload.count)
+        ByteCoding.append(sequence, to: &bytes)
+        ByteCoding.append(UInt16(producer.count), to: &bytes)
+        bytes.append(contentsOf: producer)
+        bytes.append(contentsOf: payload)
+        finish(start)
+    }
+
+    /// Appends a metadata record with an opaque body.
+    public mutating func meta(_ body: [UInt8]) throws(DurabilityError) {
+        let start = try begin(.meta, bodyLength: body.count)
+        bytes.append(contentsOf: body)
+        finish(start)
+    }
+
+    /// Appends one `LogEntry`.
+    public mutating func entry(_ entry: LogEntry) throws(DurabilityError) {
+        switch entry {
+        case .frame(let t, let payload): try frame(receivedAt: t, payload: payload)
+        case .batch(let producer, let sequence, let payload): try batch(producer: producer, sequence: sequence, payload: payload)
+        case .meta(let body): try meta(body)
+        }
+    }
+}
+
+// MARK: - RecoveryReport
+
+/// What opening the log found and cut at the tail of the newest segment.
+public struct TailRepair: Sendable, Equatable, CustomStringConvertible {
+    /// The segment file that was cut.
+    public var segment: String
+    /// Byte offset where the first damaged record started (the new file length).
+    public var offset: Int64
+    /// Bytes removed from the end of the segment.
+    public var bytesTruncated: Int64
+    /// Record-shaped pieces in the removed region, the damaged one included.
+    public var recordsDropped: Int
+    /// Why the first dropped record was rejected.
+    public var reason: String
+
+    public var description: String {
+        "truncated \(bytesTruncated) bytes (\(recordsDropped) record(s)) at byte \(offset) of \(segment): \(reason)"
+    }
+}
+
+// MARK: - WriteAheadLog
+
+/// The write-ahead log: segment files `wal-<first LSN, 20 digits>.log` in one directory.
+///
+/// Single owner, not thread-safe: the daemon's engine thread opens it, appends, syncs and
+/// checkpoints. Every file descriptor it holds is closed in `deinit`.
+///
+/// ## Guarantees
+/// - `append` writes the call's records with one `pwrite` (more only when the call crosses a
+///   segment boundary) and is all-or-nothing: when it throws (disk full, EFBIG, EIO), the tail
+///   is cut back with `ftruncate` to where the call started, so no half-written record remains
+///   and the log is usable again as soon as space returns.
+/// - `sync` is one `fdatasync` covering everything appended so far (group commit). Records
+///   become *durable* only then. When it throws, every record appended since the previous
+///   successful sync is removed (after a failed fdatasync the page cache can no longer be
+///   trusted), and `durableLSN` tells the caller where the log stands.
+/// - What a crash can lose: after kill -9, nothing that `append` returned for (it is in the
+///   kernel's page cache); after a power loss or kernel crash, the records appended since the last
+///   successful `sync` — for fire-and-forget frames that is up to one sync interval (the daemon
+///   syncs every 100 ms), for acknowledged batches nothing, because they are answered only after
+///   `sync` returns.
+/// - Only the newest segment can have a torn tail: a segment is fdatasync'd before the next one
+///   is created. On open the newest segment is scanned, a torn or corrupt tail is cut and
+///   reported in `tailRepair`. A bad record in any other segment stops `replay` with
+///   `DurabilityError.corruptLog`, never yielding garbage.
+public final class WriteAheadLog {
+    // MARK: Options
+
+    public struct Options: Sendable {
+        /// A segment is closed and a new one started once it would exceed this size.
+        public var maxSegmentSize: Int64 = 64 << 20
+        /// The largest record body accepted; a length field above it marks a corrupt record.
+        public var maxRecordSize: Int = 32 << 20
+        /// Initial capacity of the append buffer (it grows to the largest drain and stays).
+        public var appendBufferCapacity: Int = 1 << 20
+        /// Size of replay's read buffer (grows for a larger record).
+        public var readBufferSize: Int = 1 << 20
+        public init() {}
+    }
+
+    // MARK: State
+
+    struct Segment {
+        var firstLSN: LSN
+        var path: String
+    }
+
+    public let directory: String
+    public let options: Options
+    var segments: [Segment] = []
+    /// Descriptor of the newest segment (open for writing).
+    var activeFD: Int32 = -1
+    /// Bytes of the newest segment that hold complete records.
+    var activeSize: Int64 = 0
+    /// The LSN the next appended record gets.
+    public private(set) var nextLSN: LSN = 1
+    /// Where the last successful sync left the log (records up to `durableLSN` are on disk).
+    var synced: (segment: Int, offset: Int64, lsn: LSN) = (0, 0, 0)
+    var directoryNeedsSync = false
+    /// A failed rollback left bytes we could not remove; retried before any further write.
+    var pendingRepair: (segment: Int, offset: Int64, lsn: LSN)?
+    var batch: AppendBatch
+    /// What opening cut from the tail, or nil when the tail was clean.
+    public let tailRepair: TailRepair?
+
+    /// The last record known durable (synced); records after it may be lost by a power loss.
+    public var durableLSN: LSN { synced.lsn }
+
+    /// The last record appended (nextLSN − 1); 0 when the log has never held a record.
+    public var lastLSN: LSN { nextLSN - 1 }
+
+    /// The first LSN still present in the log (segments before it were truncated).
+    public var firstLSN: LSN { segments.first?.firstLSN ?? nextLSN }
+
+    /// Number of segment files.
+    public var segmentCount: Int { segments.count }
+
+    // MARK: Opening
+
+    /// Opens (or creates, mode 0700) the log in `directory`, scans the newest segment and cuts a
+    /// torn or corrupt tail.
+    /// - Parameter minimumNextLSN: the first LSN a new record may take; Recovery passes the newest
+    ///   checkpoint's LSN + 1 so that numbering never goes backwards even if the log lost its tail.
+    /// - Complexity: O(size of the newest segment) to scan it.
+    public init(directory: String, options: Options = Options(), minimumNextLSN: LSN = 1) throws(DurabilityError) {
+        self.directory = directory
+        self.options = options
+        self.batch = AppendBatch(maxRecordSize: options.maxRecordSize, capacity: options.appendBufferCapacity)
+        try FileIO.makeDirectory(directory, mode: 0o700)
+        segments = try Self.listSegments(directory)
+
+        var repair: TailRepair?
+        if let last = segments.last {
+            let fd = try FileIO.open(last.path, flags: O_RDWR)
+            activeFD = fd
+            let scan = try Self.scan(fd: fd, path: last.path, firstLSN: last.firstLSN, maxRecordSize: options.maxRecordSize)
+            if let bad = scan.damage {
+                try FileIO.ftruncate(fd, to: scan.validBytes, path: last.path)
+                try FileIO.fdatasync(fd, path: last.path)
+                repair = TailRepair(segment: last.path, offset: scan.validBytes,
+                                    bytesTruncated: scan.fileSize - scan.validBytes,
+                                    recordsDropped: bad.records, reason: bad.reason)
+            }
+            activeSize = scan.validBytes
+            nextLSN = last.firstLSN + LSN(scan.records)
+        }
+        tailRepair = repair
+        if segments.isEmpty || nextLSN < minimumNextLSN {
+            // No log yet, or a checkpoint covers more than the log holds: start a fresh segment
+            // at the checkpoint's next LSN so numbering stays monotonic.
+            nextLSN = max(nextLSN, minimumNextLSN)
+            if activeFD >= 0 {
+                try FileIO.fdatasync(activeFD, path: segments[segments.count - 1].path)
+                try FileIO.close(activeFD, path: segments[segments.count - 1].path)
+                activeFD = -1
+            }
+            try createSegment(firstLSN: nextLSN)
+            try FileIO.syncDirectory(directory)
+            directoryNeedsSync = false
+        }
+        synced = (segments.count - 1, activeSize, nextLSN - 1)
+    }
+
+    deinit {
+        if activeFD >= 0 { Glibc.close(activeFD) }
+    }
+
+    /// Syncs and closes the active segment; the log is unusable afterwards.
+    public func close() throws(DurabilityError) {
+        guard activeFD >= 0 else { return }
+        try sync()
+        let fd = activeFD
+        activeFD = -1
+        try FileIO.close(fd, path: segments[segments.count - 1].path)
+    }
+
+    static func segmentName(_ firstLSN: LSN) -> String {
+        let digits = String(firstLSN)
+        return "wal-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".log"
+    }
+
+    static func listSegments(_ directory: String) throws(DurabilityError) -> [Segment] {
+        var result: [Segment] = []
+        for name in try FileIO.listDirectory(directory) where name.hasPrefix("wal-") && name.hasSuffix(".log") {
+            let digits = name.dropFirst(4).dropLast(4)
+            guard digits.count == 20, let lsn = LSN(digits) else { continue }
+            result.append(Segment(firstLSN: lsn, path: FileIO.join(directory, name)))
+        }
+        return result.sorted { $0.firstLSN < $1.firstLSN }
+    }
+
+    private func createSegment(firstLSN: LSN) throws(DurabilityError) {
+        let path = FileIO.join(directory, Self.segmentName(firstLSN))
+        activeFD = try FileIO.open(path, flags: O_RDWR | O_CREAT | O_EXCL, mode: 0o600)
+        segments.append(Segment(firstLSN: firstLSN, path: path))
+        activeSize = 0
+        directoryNeedsSync = true
+    }
+
+    // MARK: Scanning
+
+    struct ScanResult {
+        var records: Int
+        var validBytes: Int64
+        var fileSize: Int64
+        var damage: (reason: String, records: Int)?
+    }
+
+    /// Walks a segment's records checking lengths and checksums, reading headers and bodies in
+    /// 1 MiB chunks. Stops at the first bad record and counts the record-shaped pieces after it.
+    /// - Complexity: O(segment size).
+    static func scan(fd: Int32, path: String, firstLSN: LSN, maxRecordSize: Int) throws(DurabilityError) -> ScanResult {
+        let size = try FileIO.fileSize(fd, path: path)
+        var reader = SegmentReader(fd: fd, path: path, end: size, bufferSize: 1 << 20)
+        var records = 0
+        while true {
+            let start = reader.position
+            switch try reader.next(maxRecordSize: maxRecordSize) {
+            case .end:
+                return ScanResult(records: records, validBytes: start, fileSize: size, damage: nil)
+            case .record:
+                records += 1
+            case .damaged(let reason):
+                let dropped = try countPieces(fd: fd, path: path, from: start, end: size, maxRecordSize: maxRecordSize)
+                return ScanResult(records: records, validBytes: start, fileSize: size, damage: (reason, dropped))
+            }
+        }
+    }
+
+    /// Counts record headers in the damaged region by following length fields while they fit.
+    static func countPieces(fd: Int32, path: String, from: Int64, end: Int64, maxRecordSize: Int) throws(DurabilityError) -> Int {
+        var pos = from
+        var count = 0
+        var header = [UInt8](repeating: 0, count: 4)
+        while pos < end {
+            count += 1
+            guard end - pos >= 9 else { break }
+            let p = pos
+            let n = try header.withUnsafeMutableBytes { b in
+                Result { () throws(DurabilityError) in
+                    try FileIO.preadFully(fd, into: b.baseAddress!, count: 4, at: p, path: path)
+                }
+            }.get()
+            guard n == 4 else { break }
+            let len = Int64(ByteCoding.loadUInt32(header[...], at: 0))
+            guard len <= maxRecordSize, pos + 9 + len <= end else { break }
+            pos += 9 + len
+        }
+        return count
+    }
+
+    // MARK: Appending
+
+    /// Appends the records that `fill` encodes, all or nothing, with one write (per segment).
+    ///
+    /// `fill` must not call back into the log. Records are not durable until `sync()`.
+    /// - Returns: the LSNs given to the records, or nil when `fill` added none.
+    /// - Throws: `DurabilityError` from `fill` (nothing is appended) or from the write (the tail is
+    ///   rolled back to where this call started; `isOutOfSpace` tells a full disk apart).
+    /// - Complexity: O(bytes appended); one `pwrite`, plus an fdatasync + file creation for each
+    ///   segment roll.
+    @discardableResult
+    public func append(_ fill: (inout AppendBatch) throws(DurabilityError) -> Void) throws(DurabilityError) -> ClosedRange<LSN>? {
+        batch.reset()
+        defer { if batch.bytes.capacity > options.appendBufferCapacity * 8 { batch = AppendBatch(maxRecordSize: options.maxRecordSize, capacity: options.appendBufferCapacity) } }
+        try fill(&batch)
+        guard batch.count > 0 else { return nil }
+        return try writeBatch()
+    }
+
+    /// Appends owned entries (convenience over the closure form).
+    @discardableResult
+    public func append(_ entries: [LogEntry]) throws(DurabilityError) -> ClosedRange<LSN>? {
+        try append { (b) throws(DurabilityError) in
+            for e in entries { try b.entry(e) }
+        }
+    }
+
+    private func writeBatch() throws(DurabilityError) -> ClosedRange<LSN> {
+        try ensureUsable()
+        let start = (segment: segments.count - 1, offset: activeSize, lsn: nextLSN - 1)
+        let firstLSN = nextLSN
+        do throws(DurabilityError) {
+            var recordIndex = 0
+            var chunkStart = 0
+            let ends = batch.ends
+            while recordIndex < ends.count {
+                // Take as many records as fit in the active segment (at least one when it is empty).
+                var j = recordIndex
+                while j < ends.count {
+                    let chunkBytes = Int64(ends[j] - chunkStart)
+                    if activeSize + chunkBytes > options.maxSegmentSize, activeSize > 0 || j > recordIndex { break }
+                    j += 1
+                }
+                if j == recordIndex {
+                    try roll()
+                    continue
+                }
+                let chunkEnd = ends[j - 1]
+                let path = segments[segments.count - 1].path
+                let fd = activeFD
+                let offset = activeSize
+                let cs = chunkStart
+                try batch.bytes.withUnsafeBytes { all in
+                    Result { () throws(DurabilityError) in
+                        try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: all[cs..<chunkEnd]), at: offset, path: path)
+                    }
+                }.get()
+                activeSize += Int64(chunkEnd - chunkStart)
+                nextLSN += LSN(j - recordIndex)
+                recordIndex = j
+                chunkStart = chunkEnd
+            }
+        } catch {
+            rollBack(to: start)
+            throw error
+        }
+        return firstLSN...(nextLSN - 1)
+    }
+
+    /// Closes the active segment after making it durable and starts the next one, so only the
+    /// newest segment can ever have a torn tail.
+    private func roll() throws(DurabilityError) {
+        let old = segments[segments.count - 1].path
+        try FileIO.fdatasync(activeFD, path: old)
+        if synced.segment == segments.count - 1 { synced = (segments.count - 1, activeSize, nextLSN - 1) }
+        try FileIO.close(activeFD, path: old)
+        activeFD = -1
+        try createSegment(firstLSN: nextLSN)
+    }
+
+    // MARK: Syncing
+
+    /// Makes everything appended so far durable with one `fdatasync` (plus a directory fsync
+    /// after a segment roll). Cheap when nothing was appended since the last sync.
+    /// - Throws: on failure the records appended since the last successful sync are removed
+    ///   (see the type's guarantees) and the error is rethrown; the log stays usable.
+    /// - Complexity: one fdatasync.
+    public func sync() throws(DurabilityError) {
+        try ensureUsable()
+        if nextLSN - 1 == synced.lsn, activeSize == synced.offset, synced.segment == segments.count - 1, !directoryNeedsSync {
+            return
+        }
+        do throws(DurabilityError) {
+            try FileIO.fdatasync(activeFD, path: segments[segments.count - 1].path)
+        } catch {
+            rollBack(to: synced)
+            throw error
+        }
+        if directoryNeedsSync {
+            try FileIO.syncDirectory(directory)
+            directoryNeedsSync = false
+        }
+        synced = (segments.count - 1, activeSize, nextLSN - 1)
+    }
+
+    // MARK: Rollback
+
+    /// Cuts the log back to `point`: deletes segments created after it and truncates its segment.
+    /// Never throws; a failure is remembered in `pendingRepair` and retried before the next write.
+    private func rollBack(to point: (segment: Int, offset: Int64, lsn: LSN)) {
+        do {
+            while segments.count - 1 > point.segment {
+                let doomed = segments.removeLast()
+                if activeFD >= 0 { Glibc.close(activeFD); activeFD = -1 }
+                try FileIO.unlinkIfPresent(doomed.path)
+                directoryNeedsSync = true
+            }
+            let path = segments[point.segment].path
+            if activeFD < 0 { activeFD = try FileIO.open(path, flags: O_RDWR) }
+            try FileIO.ftruncate(activeFD, to: point.offset, path: path)
+            try? FileIO.fdatasync(activeFD, path: path)
+            activeSize = point.offset
+            nextLSN = point.lsn + 1
+            if synced.segment > point.segment || synced.lsn > point.lsn { synced = point }
+            pendingRepair = nil
+        } catch {
+            pendingRepair = point
+            nextLSN = point.lsn + 1
+        }
+    }
+
+    private func ensureUsable() throws(DurabilityError) {
+        if let point = pendingRepair {
+            rollBack(to: point)
+            if pendingRepair != nil {
+                throw .system(call: "ftruncate", path: segments[min(point.segment, segments.count - 1)].path, errno: EIO)
+            }
+        }
+        guard activeFD >= 0 else { throw .invalidArgument("the write-ahead log is closed") }
+    }
+
+    // MARK: Truncation
+
+    /// Deletes the segments whose records are all ≤ `lsn` (covered by a checkpoint), oldest
+    /// first; the active segment is never deleted. Pass the LSN of the *oldest kept* checkpoint
+    /// so that a fallback to it still finds its log.
+    /// - Returns: the number of segment files deleted.
+    /// - Complexity: O(segments) plus one unlink each and one directory fsync.
+    @discardableResult
+    public func truncate(through lsn: LSN) throws(DurabilityError) -> Int {
+        var deleted = 0
+        while segments.count > 1, segments[1].firstLSN - 1 <= lsn {
+            try FileIO.unlinkIfPresent(segments[0].path)
+            segments.removeFirst()
+            synced.segment -= 1
+            if let r = pendingRepair { pendingRepair = (r.segment - 1, r.offset, r.lsn) }
+            deleted += 1
+        }
+        if deleted > 0 { try FileIO.syncDirectory(directory) }
+        return deleted
+    }
+
+    // MARK: Replay
+
+    /// Streams every record with LSN > `lsn`, in append order, reading segments in chunks (never
+    /// a whole segment in memory).
+    /// - Throws: `corruptLog` at the first record that fails its checks or when records between
+    ///   `lsn` and the log's start are missing; records before it have been delivered, none after.
+    ///   Rethrows what `body` throws.
+    /// - Complexity: O(bytes from the segment holding `lsn + 1` to the end).
+    public func replay(after lsn: LSN, _ handle: (LogRecord) throws -> Void) throws {
+        guard lsn + 1 < nextLSN else { return }
+        guard let first = segments.first, first.firstLSN <= lsn + 1 else {
+            throw DurabilityError.corruptLog(segment: segments.first?.path ?? directory, offset: 0,
+                                             reason: "replay needs LSN \(lsn + 1) but the log starts at \(firstLSN)")
+        }
+        var index = segments.lastIndex { $0.firstLSN <= lsn + 1 }!
+        var expected = segments[index].firstLSN
+        while index < segments.count {
+            let segment = segments[index]
+            guard segment.firstLSN == expected else {
+                throw DurabilityError.corruptLog(segment: segment.path, offset: 0,
+                                                 reason: "segment starts at LSN \(segment.firstLSN), expected \(expected): records are missing")
+            }
+            let isActive = index == segments.count - 1
+            let fd = try FileIO.open(segment.path, flags: O_RDONLY)
+            defer { Glibc.close(fd) }
+            let end = isActive ? activeSize : try FileIO.fileSize(fd, path: segment.path)
+            var reader = SegmentReader(fd: fd, path: segment.path, end: end, bufferSize: options.readBufferSize)
+            var current = segment.firstLSN
+            while true {
+                let offset = reader.position
+                switch try reader.next(maxRecordSize: options.maxRecordSize) {
+                case .end:
+                    expected = current
+                case .damaged(let reason):
+                    throw DurabilityError.corruptLog(segment: segment.path, offset: offset, reason: reason)
+                case .record(let kind, let body):
+                    if current > lsn { try handle(LogRecord(lsn: current, kind: kind, body: body)) }
+                    current += 1
+                    continue
+                }
+                break
+            }
+            index += 1
+        }
+    }
+}
+
+// MARK: - SegmentReader
+
+/// Sequential, chunked reader of one segment's records.
+struct SegmentReader {
+    enum Item {
+        case record(RecordKind, ArraySlice<UInt8>)
+        case damaged(String)
+        case end
+    }
+
+    let fd: Int32
+    let path: String
+    let end: Int64
+    var buffer: [UInt8]
+    /// File offset of `buffer[0]`.
+    var bufferFileOffset: Int64 = 0
+    var bufferStart = 0
+    var bufferEnd = 0
+
+    init(fd: Int32, path: String, end: Int64, bufferSize: Int) {
+        self.fd = fd
+        self.path = path
+        self.end = end
+        self.buffer = [UInt8](repeating: 0, count: max(bufferSize, 64))
+    }
+
+    /// File offset of the next record.
+    var position: Int64 { bufferFileOffset + Int64(bufferStart) }
+
+    /// Makes at least `count` bytes available at `bufferStart` (fewer only at `end`).
+    private mutating func fill(_ count: Int) throws(DurabilityError) {
+        if bufferEnd - bufferStart >= count { return }
+        // Move the remainder to the front, grow if a record is larger than the buffer.
+        let remaining = bufferEnd - bufferStart
+        if count > buffer.count { buffer.append(contentsOf: repeatElement(0, count: count - buffer.count)) }
+        if bufferStart > 0 {
+            let s = bufferStart
+            buffer.withUnsafeMutableBytes { b in
+                if remaining > 0 { b.baseAddress!.copyMemory(from: b.baseAddress! + s, byteCount: remaining) }
+            }
+            bufferFileOffset += Int64(s)
+            bufferStart = 0
+            bufferEnd = remaining
+        }
+        let fileOffset = bufferFileOffset + Int64(bufferEnd)
+        let want = Int(min(Int64(buffer.count - bufferEnd), end - fileOffset))
+        guard want > 0 else { return }
+        let have = bufferEnd
+        let fd = self.fd, path = self.path
+        let n = try buffer.withUnsafeMutableBytes { b in
+            Result { () throws(DurabilityError) in
+                try FileIO.preadFully(fd, into: b.baseAddress! + have, count: want, at: fileOffset, path: path)
+            }
+        }.get()
+        bufferEnd += n
+    }
+
+    mutating func next(maxRecordSize: Int) throws(DurabilityError) -> Item {
+        try fill(9)
+        let available = bufferEnd - bufferStart
+        if available == 0 { return .end }
+        if available < 9 { return .damaged("short record header (\(available) of 9 bytes)") }
+        let len = Int(ByteCoding.loadUInt32(buffer[...], at: bufferStart))
+        let storedCRC = ByteCoding.loadUInt32(buffer[...], at: bufferStart + 4)
+        if len > maxRecordSize { return .damaged("length \(len) exceeds the record limit \(maxRecordSize)") }
+        try fill(9 + len)
+        if bufferEnd - bufferStart < 9 + len {
+            return .damaged("short record (\(bufferEnd - bufferStart) of \(9 + len) bytes)")
+        }
+        let s = bufferStart
+        let crc = buffer.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[(s + 8)..<(s + 9 + len)])) }
+        if crc != storedCRC {
+            return .damaged("checksum mismatch (stored \(hex(storedCRC)), computed \(hex(crc)))")
+        }
+        let kind = RecordKind(rawValue: buffer[s + 8])
+        bufferStart += 9 + len
+        return .record(kind, buffer[(s + 9)..<(s + 9 + len)])
+    }
+
+    private func hex(_ v: UInt32) -> String {
+        let s = String(v, radix: 16)
+        return "0x" + String(repeating: "0", count: 8 - s.count) + s
+    }
+}
