@@ -77,6 +77,12 @@ let package = Package(
             path: "Benchmarks/zmq-bench",
             swiftSettings: strict
         ),
+        .executableTarget(
+            name: "decode-bench",
+            dependencies: ["TallyEngine"],
+            path: "Benchmarks/decode-bench",
+            swiftSettings: strict
+        ),
         .testTarget(
             name: "ZeroMQTests",
             dependencies: ["ZeroMQ"],

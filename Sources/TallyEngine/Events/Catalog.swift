@@ -41,7 +41,15 @@ public struct Catalog: Sendable {
     public let types: [EventType]
     private let index: [String: Int]
 
+    /// - Precondition: no type has more than ``EventFields/capacity`` fields (events store
+    ///   them inline), type names are unique, and `tally.balance` (the control type) is not used.
     public init(types: [EventType]) {
+        for t in types {
+            precondition(t.fields.count <= EventFields.capacity,
+                         "event type \(t.name) has more than \(EventFields.capacity) data fields")
+            precondition(t.name != "tally.balance", "tally.balance is the reserved control event type")
+        }
+        precondition(Set(types.map(\.name)).count == types.count, "event type names must be unique")
         self.types = types
         var index: [String: Int] = [:]
         for (i, t) in types.enumerated() { index[t.name] = i }

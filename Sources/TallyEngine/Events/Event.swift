@@ -47,35 +47,138 @@ public struct StringView: @unchecked Sendable {
 #endif
 
 /// The value of one `data` field after validation against the ``Catalog``.
-public enum FieldValue {
-    /// An optional field that is not present.
+///
+/// A plain value (no reference counting): copying an ``Event`` is a memcpy, which keeps
+/// the decoder → engine hand-off free of retain/release traffic.
+public enum FieldValue: Sendable {
+    /// An optional field that is not present (or `null`).
     case absent
     case string(StringView)
     case int(Int64)
     case number(Double)
     case bool(Bool)
-    case strings([StringView])
+    case strings(StringList)
 }
+
+/// A borrowed list of ``StringView``s (the value of a `[str]` field), with the lifetime of
+/// the views it holds: valid only during the call that hands it out.
+public struct StringList: RandomAccessCollection, @unchecked Sendable {
+    public let base: UnsafePointer<StringView>?
+    public let count: Int
+
+    @inlinable
+    public init(base: UnsafePointer<StringView>?, count: Int) {
+        self.base = base
+        self.count = count
+    }
+
+    /// The empty list.
+    public static var empty: StringList { StringList(base: nil, count: 0) }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    @inlinable
+    public subscript(i: Int) -> StringView {
+        precondition(i >= 0 && i < count, "StringList index out of range")
+        return base.unsafelyUnwrapped[i]
+    }
+
+    /// True if some element equals `bytes` (e.g. a compiled filter constant). - Complexity: O(count).
+    public func contains(_ bytes: [UInt8]) -> Bool { contains { $0.equals(bytes) } }
+}
+
+// MARK: - Inline field storage
+
+/// The `data` fields of one event, stored inline (no heap allocation per event).
+///
+/// Why inline: the decoder produces millions of events per second and most of them are
+/// consumed (counters bumped) and forgotten at once; an `Array` per event would cost a
+/// malloc/free pair and reference counting on the hot path. The catalog's widest type has
+/// five fields, so five slots suffice; ``Catalog/init(types:)`` enforces that bound.
+///
+/// The contract is `fields[i]` (slot `i` = the field's position in the catalog type's
+/// `fields`) and `fields.count`; it is a `RandomAccessCollection`, so `for f in fields`,
+/// `map` and friends work too.
+public struct EventFields: RandomAccessCollection, Sendable {
+    /// The largest number of `data` fields an event type may declare.
+    public static let capacity = 5
+
+    @usableFromInline var f0: FieldValue = .absent
+    @usableFromInline var f1: FieldValue = .absent
+    @usableFromInline var f2: FieldValue = .absent
+    @usableFromInline var f3: FieldValue = .absent
+    @usableFromInline var f4: FieldValue = .absent
+    public let count: Int
+
+    /// `count` fields, all `.absent`.
+    @inlinable
+    public init(count: Int) {
+        precondition(count >= 0 && count <= EventFields.capacity, "an event has at most \(EventFields.capacity) fields")
+        self.count = count
+    }
+
+    /// The fields of an array (at most ``capacity`` of them).
+    public init(_ values: [FieldValue]) {
+        self.init(count: values.count)
+        for (i, v) in values.enumerated() { self[i] = v }
+    }
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    /// The field in slot `i`. - Complexity: O(1).
+    @inlinable
+    public subscript(i: Int) -> FieldValue {
+        get {
+            precondition(i >= 0 && i < count, "field slot out of range")
+            switch i {
+            case 0: return f0
+            case 1: return f1
+            case 2: return f2
+            case 3: return f3
+            default: return f4
+            }
+        }
+        set {
+            precondition(i >= 0 && i < count, "field slot out of range")
+            switch i {
+            case 0: f0 = newValue
+            case 1: f1 = newValue
+            case 2: f2 = newValue
+            case 3: f3 = newValue
+            default: f4 = newValue
+            }
+        }
+    }
+}
+
+// MARK: - Event
 
 /// One decoded, validated CloudEvent of a catalog type.
 ///
 /// Produced by the decoder and consumed by the engine within one call; see ``StringView``
 /// for the lifetime of its strings.
-public struct Event {
+public struct Event: Sendable {
     /// Position of the type in ``Catalog/types``.
     public var typeIndex: Int
     /// `time`, converted to UTC microseconds.
     public var time: Micros
     public var source: StringView
     public var id: StringView
-    /// `data` fields in the order of the catalog type's `fields`.
-    public var fields: [FieldValue]
+    /// `data` fields in the order of the catalog type's `fields` (`fields[i]`, `fields.count`).
+    public var fields: EventFields
 
-    public init(typeIndex: Int, time: Micros, source: StringView, id: StringView, fields: [FieldValue]) {
+    public init(typeIndex: Int, time: Micros, source: StringView, id: StringView, fields: EventFields) {
         self.typeIndex = typeIndex
         self.time = time
         self.source = source
         self.id = id
         self.fields = fields
+    }
+
+    /// Convenience for tests and simulators: fields from an array (at most ``EventFields/capacity``).
+    public init(typeIndex: Int, time: Micros, source: StringView, id: StringView, fields: [FieldValue]) {
+        self.init(typeIndex: typeIndex, time: time, source: source, id: id, fields: EventFields(fields))
     }
 }

@@ -1,0 +1,161 @@
+// MARK: - Limits
+
+/// Bounds the decoder enforces on every frame, so hostile input costs bounded time and memory.
+///
+/// - `maxDepth`: nesting of arrays/objects; the frame's outer container is depth 1, an event
+///   inside a batch is depth 2, its `data` depth 3. Deeper → frame rejected `too_deep`.
+/// - `maxStringLength`: bytes of one string (decoded UTF-8 for strings the decoder reads,
+///   bytes as sent for strings it skips). Longer → the event is rejected `too_large`.
+/// - `maxEventsPerBatch`: elements of a batch array. More → frame rejected `too_large`.
+public struct DecodeLimits: Sendable {
+    public var maxDepth = 32
+    public var maxStringLength = 65_536
+    public var maxEventsPerBatch = 10_000
+    public init() {}
+}
+
+// MARK: - Reject reasons
+
+/// Why a frame or one event was rejected: a stable `code` (a metric label) and a message
+/// that names the attribute or field, e.g. `data.amount_vnd: expected an integer, got a string`.
+public struct RejectReason: Sendable, Hashable, CustomStringConvertible {
+    /// A stable machine-readable reason, used as a metric label. Never rename a value.
+    public struct Code: RawRepresentable, Sendable, Hashable, CustomStringConvertible {
+        public let rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+
+        /// The frame is not well-formed JSON (syntax error anywhere, invalid UTF-8, lone surrogate).
+        public static let invalidJSON = Code(rawValue: "invalid_json")
+        /// Nesting deeper than ``DecodeLimits/maxDepth``.
+        public static let tooDeep = Code(rawValue: "too_deep")
+        /// A string longer than ``DecodeLimits/maxStringLength`` or a batch larger than ``DecodeLimits/maxEventsPerBatch``.
+        public static let tooLarge = Code(rawValue: "too_large")
+        /// Valid JSON, but the frame (or a batch element) is not an object.
+        public static let notAnObject = Code(rawValue: "not_an_object")
+        /// A required context attribute (`specversion`, `id`, `source`, `type`, `time`, or `data` for a catalog type) is absent.
+        public static let missingAttribute = Code(rawValue: "missing_attribute")
+        /// A context attribute has the wrong JSON type or value (empty `id`, duplicate attribute, bad `datacontenttype`, non-object `data`).
+        public static let badAttribute = Code(rawValue: "bad_attribute")
+        /// `specversion` is not `"1.0"`.
+        public static let badSpecversion = Code(rawValue: "bad_specversion")
+        /// `time` is not an RFC 3339 date-time with an offset, or not a valid date/time.
+        public static let badTime = Code(rawValue: "bad_time")
+        /// A required `data` field of the catalog type is absent or null.
+        public static let missingField = Code(rawValue: "missing_field")
+        /// A `data` field has the wrong JSON type.
+        public static let wrongType = Code(rawValue: "wrong_type")
+        /// A `data` field has the right JSON type but an unacceptable value (empty string, not an allowed value, out of Int64 range, not finite, duplicate).
+        public static let badValue = Code(rawValue: "bad_value")
+        /// Added by the engine: older than the retention horizon.
+        public static let late = Code(rawValue: "late")
+        /// Added by the engine: `source` outside the producer's allowed prefixes.
+        public static let sourceNotAllowed = Code(rawValue: "source_not_allowed")
+        /// Added by the engine: a `tally.balance` control event names an unknown indicator.
+        public static let badBalance = Code(rawValue: "bad_balance")
+    }
+
+    public let code: Code
+    public let message: String
+
+    public init(code: Code, message: String) {
+        self.code = code
+        self.message = message
+    }
+
+    public var description: String { "\(code.rawValue): \(message)" }
+}
+
+// MARK: - Outcomes
+
+/// What one element of a frame decoded to. Strings are views valid until `decode` returns.
+public enum DecodeOutcome: Sendable {
+    /// A valid event of a catalog type.
+    case event(Event)
+    /// A valid envelope whose type is not in the catalog: accepted, counted as unrouted.
+    case unrouted(type: StringView, source: StringView)
+    /// The control event `tally.balance` with `data: {indicator: str, value: num}`.
+    case balance(indicator: StringView, value: Double, at: Micros, source: StringView, id: StringView)
+    /// The element is invalid; the reason names the attribute or field.
+    case rejected(RejectReason)
+}
+
+// MARK: - Dedup key
+
+/// A 128-bit hash of an event's (`source`, `id`): the identity the engine deduplicates on.
+///
+/// 128 bits make an accidental collision (which would drop a genuine event) negligible:
+/// ~2^-64 even after 2^32 events.
+public struct EventKey: Hashable, Sendable {
+    public var hi: UInt64
+    public var lo: UInt64
+    public init(hi: UInt64, lo: UInt64) {
+        self.hi = hi
+        self.lo = lo
+    }
+
+    /// The key of a (`source`, `id`) pair; equal pairs give equal keys, and the split between
+    /// the two strings matters (`("ab","c")` ≠ `("a","bc")`).
+    /// - Complexity: O(source.count + id.count), no allocation.
+    public init(source: UnsafeBufferPointer<UInt8>, id: UnsafeBufferPointer<UInt8>) {
+        var h1: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var h2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
+        Murmur3.hash128(source, &h1, &h2)
+        Murmur3.hash128(id, &h1, &h2)
+        self.init(hi: h1, lo: h2)
+    }
+}
+
+extension Event {
+    /// The dedup identity of this event: a 128-bit hash of (`source`, `id`).
+    /// - Complexity: O(source.count + id.count), no allocation.
+    public var dedupKey: EventKey { EventKey(source: source.bytes, id: id.bytes) }
+}
+
+/// MurmurHash3 x64 128 (Austin Appleby, public domain), seeded with a full 128-bit state so
+/// that two calls chain: the first string's digest seeds the second's.
+enum Murmur3 {
+    @inline(__always) static func rotl(_ x: UInt64, _ r: UInt64) -> UInt64 { (x << r) | (x >> (64 - r)) }
+    @inline(__always) static func fmix(_ k0: UInt64) -> UInt64 {
+        var k = k0
+        k ^= k >> 33
+        k &*= 0xFF51_AFD7_ED55_8CCD
+        k ^= k >> 33
+        k &*= 0xC4CE_B9FE_1A85_EC53
+        k ^= k >> 33
+        return k
+    }
+
+    static func hash128(_ data: UnsafeBufferPointer<UInt8>, _ h1: inout UInt64, _ h2: inout UInt64) {
+        let c1: UInt64 = 0x87C3_7B91_1142_53D5
+        let c2: UInt64 = 0x4CF5_AD43_2745_937F
+        let n = data.count
+        var i = 0
+        var k1: UInt64 = 0
+        var k2: UInt64 = 0
+        if let base = data.baseAddress, n > 0 {
+            let raw = UnsafeRawPointer(base)
+            while i + 16 <= n {
+                var b1 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i, as: UInt64.self))
+                var b2 = UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: i + 8, as: UInt64.self))
+                b1 &*= c1; b1 = rotl(b1, 31); b1 &*= c2; h1 ^= b1
+                h1 = rotl(h1, 27); h1 &+= h2; h1 = h1 &* 5 &+ 0x52DC_E729
+                b2 &*= c2; b2 = rotl(b2, 33); b2 &*= c1; h2 ^= b2
+                h2 = rotl(h2, 31); h2 &+= h1; h2 = h2 &* 5 &+ 0x3849_5AB5
+                i += 16
+            }
+            var j = n - 1
+            while j >= i {
+                let b = UInt64(base[j])
+                if j - i >= 8 { k2 = (k2 << 8) | b } else { k1 = (k1 << 8) | b }
+                j -= 1
+            }
+        }
+        if n - i > 8 { k2 &*= c2; k2 = rotl(k2, 33); k2 &*= c1; h2 ^= k2 }
+        if n - i > 0 { k1 &*= c1; k1 = rotl(k1, 31); k1 &*= c2; h1 ^= k1 }
+        h1 ^= UInt64(n); h2 ^= UInt64(n)
+        h1 &+= h2; h2 &+= h1
+        h1 = fmix(h1); h2 = fmix(h2)
+        h1 &+= h2; h2 &+= h1
+    }
+}

@@ -1,0 +1,146 @@
+import Foundation
+
+// MARK: - Zone calendar
+
+/// Calendar arithmetic in the pipeline's IANA zone, on ``Micros``.
+///
+/// Offsets come from Foundation's `TimeZone`; for a zone with no transitions (Asia/Ho_Chi_Minh
+/// since 1975) the offset is cached and every computation is integer arithmetic (the hot path
+/// computes a period index per event). Civil dates use Howard Hinnant's days-from-civil
+/// algorithms (proleptic Gregorian), so leap years are exact.
+struct ZoneCalendar: @unchecked Sendable {
+    static let microsPerSecond: Micros = 1_000_000
+    static let microsPerHour: Micros = 3_600_000_000
+    static let microsPerDay: Micros = 86_400_000_000
+
+    let zone: TimeZone
+    /// Seconds east of UTC when the zone never changes offset.
+    let fixedOffset: Int64?
+
+    init(identifier: String) {
+        let z = TimeZone(identifier: identifier) ?? TimeZone(identifier: "Asia/Ho_Chi_Minh")!
+        zone = z
+        // No transition from 1990 on: treat as fixed (Vietnam last changed in 1975).
+        let probe = Date(timeIntervalSince1970: 631_152_000)
+        fixedOffset = z.nextDaylightSavingTimeTransition(after: probe) == nil ? Int64(z.secondsFromGMT(for: probe)) : nil
+    }
+
+    /// Seconds east of UTC at instant `t`.
+    @inline(__always)
+    func offset(at t: Micros) -> Int64 {
+        if let f = fixedOffset { return f }
+        return Int64(zone.secondsFromGMT(for: Date(timeIntervalSince1970: Double(t) / 1e6)))
+    }
+
+    @inline(__always)
+    static func floorDiv(_ a: Int64, _ b: Int64) -> Int64 {
+        let q = a / b
+        return (a % b != 0 && (a < 0) != (b < 0)) ? q - 1 : q
+    }
+
+    /// Local civil day number (days since 1970-01-01 local) of `t`.
+    @inline(__always)
+    func localDay(_ t: Micros) -> Int64 { Self.floorDiv(t + offset(at: t) * Self.microsPerSecond, Self.microsPerDay) }
+
+    /// (year, month 1-12, day 1-31) of a day number.
+    @inline(__always)
+    static func civil(_ z0: Int64) -> (Int64, Int64, Int64) {
+        let z = z0 + 719_468
+        let era = floorDiv(z, 146_097)
+        let doe = z - era * 146_097
+        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
+        let y = yoe + era * 400
+        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
+        let mp = (5 * doy + 2) / 153
+        let d = doy - (153 * mp + 2) / 5 + 1
+        let m = mp < 10 ? mp + 3 : mp - 9
+        return (m <= 2 ? y + 1 : y, m, d)
+    }
+
+    /// Day number of a civil date.
+    static func days(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
+        let y = m <= 2 ? y0 - 1 : y0
+        let era = floorDiv(y, 400)
+        let yoe = y - era * 400
+        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
+        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
+        return era * 146_097 + doe - 719_468
+    }
+
+    /// The index of the period containing `t`: day number, `year*12+month-1`,
+    /// `year*4+quarter-1`, or the year.
+    @inline(__always)
+    func period(_ unit: CalendarUnit, _ t: Micros) -> Int64 {
+        let day = localDay(t)
+        if unit == .day { return day }
+        let (y, m, _) = Self.civil(day)
+        switch unit {
+        case .day: return day
+        case .month: return y * 12 + m - 1
+        case .quarter: return y * 4 + (m - 1) / 3
+        case .year: return y
+        }
+    }
+
+    /// The local calendar year of `t`.
+    func year(_ t: Micros) -> Int64 { Self.civil(localDay(t)).0 }
+
+    /// The UTC instant of local midnight starting day `day`.
+    func midnight(_ day: Int64) -> Micros {
+        let local = day * Self.microsPerDay
+        let guess = local - offset(at: local) * Self.microsPerSecond
+        return local - offset(at: guess) * Self.microsPerSecond
+    }
+
+    /// The first instant of period `index`.
+    func periodStart(_ unit: CalendarUnit, _ index: Int64) -> Micros {
+        switch unit {
+        case .day: return midnight(index)
+        case .month: return midnight(Self.days(Self.floorDiv(index, 12), index - Self.floorDiv(index, 12) * 12 + 1, 1))
+        case .quarter:
+            let y = Self.floorDiv(index, 4)
+            return midnight(Self.days(y, (index - y * 4) * 3 + 1, 1))
+        case .year: return midnight(Self.days(index, 1, 1))
+        }
+    }
+
+    /// The same local date and time one calendar year earlier (29 February → 28 February).
+    func yearAgo(_ t: Micros) -> Micros {
+        let off = offset(at: t) * Self.microsPerSecond
+        let local = t + off
+        let day = Self.floorDiv(local, Self.microsPerDay)
+        let tod = local - day * Self.microsPerDay
+        var (y, m, d) = Self.civil(day)
+        y -= 1
+        if m == 2 && d == 29 { d = 28 }
+        let newLocal = Self.days(y, m, d) * Self.microsPerDay + tod
+        let guess = newLocal - off
+        return newLocal - offset(at: guess) * Self.microsPerSecond
+    }
+
+    /// The last instant (microsecond) of the calendar year before the one containing `t`.
+    func endOfPreviousYear(_ t: Micros) -> Micros { periodStart(.year, year(t)) - 1 }
+
+    /// RFC 3339 with the zone's offset at `t`, seconds precision unless `t` has a fraction
+    /// (then microseconds), e.g. `2024-04-30T23:59:59+07:00`.
+    func format(_ t: Micros) -> String { Self.format(t, offsetSeconds: offset(at: t)) }
+
+    static func format(_ t: Micros, offsetSeconds: Int64) -> String {
+        let local = t + offsetSeconds * microsPerSecond
+        let day = floorDiv(local, microsPerDay)
+        let tod = local - day * microsPerDay
+        let (y, m, d) = civil(day)
+        let secs = tod / microsPerSecond
+        let frac = tod % microsPerSecond
+        func p(_ v: Int64, _ w: Int) -> String {
+            let s = String(v)
+            return String(repeating: "0", count: max(0, w - s.count)) + s
+        }
+        var out = "\(p(y, 4))-\(p(m, 2))-\(p(d, 2))T\(p(secs / 3600, 2)):\(p(secs / 60 % 60, 2)):\(p(secs % 60, 2))"
+        if frac != 0 { out += "." + p(frac, 6) }
+        if offsetSeconds == 0 { return out + "Z" }
+        let a = abs(offsetSeconds)
+        out += (offsetSeconds < 0 ? "-" : "+") + p(a / 3600, 2) + ":" + p(a / 60 % 60, 2)
+        return out
+    }
+}
