@@ -36,6 +36,7 @@ final class Interner {
 
     deinit {
         for p in pages { p.deallocate() }
+        for p in listStorage { p.deallocate() }
     }
 
     var count: Int { starts.count }
@@ -159,6 +160,34 @@ final class Interner {
             t[i] = Int32(id)
         }
         table = t
+    }
+
+    /// Lists of interned strings (row fields of type `[str]`), shared by content and kept for
+    /// the interner's lifetime: memory grows with distinct lists, never with events.
+    private var lists: [[Int32]: StringList] = [:]
+    private var listStorage: [UnsafeMutablePointer<StringView>] = []
+
+    /// A stable ``StringList`` equal to `list`, its strings interned.
+    func internList(_ list: StringList) -> StringList {
+        let ids = list.map { intern($0.bytes) }
+        if let l = lists[ids] { return l }
+        let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(ids.count, 1))
+        for (i, id) in ids.enumerated() { (p + i).initialize(to: view(id)) }
+        listStorage.append(p)
+        let l = StringList(base: UnsafePointer(p), count: ids.count)
+        lists[ids] = l
+        return l
+    }
+
+    func internList(_ strings: [String]) -> StringList {
+        let ids = strings.map { intern($0) }
+        if let l = lists[ids] { return l }
+        let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(ids.count, 1))
+        for (i, id) in ids.enumerated() { (p + i).initialize(to: view(id)) }
+        listStorage.append(p)
+        let l = StringList(base: UnsafePointer(p), count: ids.count)
+        lists[ids] = l
+        return l
     }
 
     /// Approximate bytes used by the index structures (not counting the pages).

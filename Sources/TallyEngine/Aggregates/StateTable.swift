@@ -101,7 +101,7 @@ final class StateTable {
     static func persist(_ v: FieldValue, _ interner: Interner) -> FieldValue {
         switch v {
         case .string(let s): return .string(interner.view(interner.intern(s.bytes)))
-        case .strings(let list): return .strings(list.map { interner.view(interner.intern($0.bytes)) })
+        case .strings(let list): return .strings(interner.internList(list))
         default: return v
         }
     }

@@ -1,0 +1,244 @@
+// MARK: - Engine
+
+/// The synchronous aggregation core: events in, snapshots out. No sockets, no clocks, one owner.
+///
+/// ```swift
+/// let engine = Engine(pipeline: try Pipeline.load(path: "Pipelines/national-dx.yaml"))
+/// let report = engine.ingest(frameBytes, origin: .any)
+/// let snap = engine.snapshot()
+/// ```
+///
+/// Thread-safety: not thread-safe; the daemon's engine thread owns it (hence `@unchecked
+/// Sendable`, so it can be handed to that thread once).
+///
+/// Memory grows with keys (table rows, distinct values, groups, dedup ids) and with time
+/// buckets, never with the number of events.
+public final class Engine: @unchecked Sendable {
+    public private(set) var pipeline: Pipeline
+    public let options: EngineOptions
+    let calendar: ZoneCalendar
+    let interner: Interner
+
+    /// Per indicator: its event aggregator (nil for table and derived indicators).
+    var aggregators: [EventAggregator?] = []
+    var tables: [StateTable] = []
+    /// Per catalog type: indicator indices of event aggregators fed by it.
+    var routes: [[Int]] = []
+    /// Per catalog type: indices of tables fed by it.
+    var tableRoutes: [[Int]] = []
+    /// Per indicator: (table index, aggregate index in the table) for table indicators.
+    var tableOf: [(Int, Int)?] = []
+
+    /// `T`, the pipeline clock; nil until the first event (event time) or `advance` (wall clock).
+    public internal(set) var clock: Micros?
+    /// The earliest accepted event time or balance instant.
+    var earliest: Micros?
+    /// Arrival counter (ties between equal event times in state tables).
+    var arrival: UInt64 = 0
+    var dedup: DedupIndex
+    /// Opening balances by indicator id.
+    var balances: [String: Balance] = [:]
+    var decoder: EventDecoder
+    public internal(set) var stats = EngineStats()
+
+    struct Balance: Sendable, Equatable {
+        var value: Double
+        var at: Micros
+        var seq: UInt64
+    }
+
+    public init(pipeline: Pipeline, options: EngineOptions = EngineOptions()) {
+        self.pipeline = pipeline
+        self.options = options
+        calendar = ZoneCalendar(identifier: pipeline.timeZoneIdentifier)
+        interner = Interner()
+        dedup = DedupIndex(horizon: options.dedupHorizon)
+        decoder = EventDecoder(catalog: pipeline.catalog, limits: options.decodeLimits)
+        stats.maxLabels = options.maxLabelValues
+        build(pipeline)
+    }
+
+    /// Instantiates the pipeline's aggregators and tables (empty) and the routing tables.
+    func build(_ p: Pipeline) {
+        let n = p.catalog.types.count
+        let shift = Self.shiftNeeds(p)
+        aggregators = []
+        tableOf = []
+        tables = p.tables.map { StateTable(def: $0, catalogCount: n) }
+        routes = [[Int]](repeating: [], count: n)
+        tableRoutes = [[Int]](repeating: [], count: n)
+        for (ti, t) in p.tables.enumerated() { for ty in t.types { tableRoutes[ty].append(ti) } }
+        for (i, ind) in p.indicators.enumerated() {
+            guard case .aggregate(let a) = ind.kind else {
+                aggregators.append(nil)
+                tableOf.append(nil)
+                continue
+            }
+            switch a.source {
+            case .events(let types):
+                aggregators.append(EventAggregator(def: a, catalogCount: n, needsShift: shift[i], retention: options.retention))
+                tableOf.append(nil)
+                for ty in types { routes[ty].append(i) }
+            case .table(let ti):
+                aggregators.append(nil)
+                tableOf.append((ti, tables[ti].aggregates.count))
+                tables[ti].aggregates.append(TableAggregate(indicator: i, def: a))
+            }
+        }
+    }
+
+    /// Which indicators are evaluated at past instants (year-ago, start of year).
+    static func shiftNeeds(_ p: Pipeline) -> [Bool] {
+        var need = [Bool](repeating: false, count: p.indicators.count)
+        func mark(_ i: Int) {
+            if need[i] { return }
+            need[i] = true
+            if case .derived(_, let r) = p.indicators[i].kind { mark(r) }
+            if case .indicator(let r) = p.indicators[i].of { mark(r) }
+        }
+        for ind in p.indicators {
+            if case .derived(let op, let r) = ind.kind, op != .share { mark(r) }
+        }
+        return need
+    }
+
+    // MARK: Applying events
+
+    /// What ``apply(event:)`` did.
+    public enum ApplyOutcome: Sendable, Equatable {
+        case accepted
+        /// Same `source` + `id` already applied within the dedup horizon.
+        case duplicate
+        /// Older than `T - retention`.
+        case late
+    }
+
+    /// Applies one decoded event (deduplicated, checked against the retention horizon).
+    /// - Complexity: O(aggregates fed by its type); no allocation on the common path.
+    @discardableResult
+    public func apply(event e: Event) -> ApplyOutcome {
+        let t = e.time
+        if let c = clock, t < c - options.retention {
+            stats.late += 1
+            return .late
+        }
+        if dedup.checkAndInsert(e.dedupKey, time: t, clock: clock) {
+            stats.duplicates += 1
+            return .duplicate
+        }
+        arrival &+= 1
+        if options.clock == .eventTime, clock == nil || t > clock! {
+            clock = t
+            dedup.expire(clock: t)
+        }
+        if earliest == nil || t < earliest! { earliest = t }
+        for i in routes[e.typeIndex] {
+            let a = aggregators[i].unsafelyUnwrapped
+            a.apply(e, pos: a.posOfType[e.typeIndex], calendar: calendar, interner: interner)
+        }
+        let horizon = (clock ?? t) - options.retention
+        for ti in tableRoutes[e.typeIndex] {
+            let tab = tables[ti]
+            tab.apply(e, pos: tab.posOfType[e.typeIndex], seq: arrival, horizon: horizon, interner: interner)
+        }
+        stats.accepted += 1
+        return .accepted
+    }
+
+    /// Wall-clock mode: moves `T` to `now` (never backwards) so windows slide without events.
+    /// No-op in event-time mode.
+    public func advance(wallClock now: Micros) {
+        guard options.clock == .wallClock else { return }
+        if clock == nil || now > clock! {
+            clock = now
+            dedup.expire(clock: now)
+        }
+    }
+
+    /// Sets the opening balance of an indicator: its value at instant `at`, which then grows
+    /// with the events after `at`. The balance with the latest `at` wins (ties: the later call).
+    /// - Returns: nil, or a `bad_balance` reason (unknown indicator, or one that is not a
+    ///   cumulative count/sum/distinct over events).
+    @discardableResult
+    public func setBalance(indicator: String, value: Double, at: Micros) -> RejectReason? {
+        guard let i = pipeline.indicatorIndex(indicator) else {
+            return RejectReason(code: .badBalance, message: "unknown indicator '\(indicator)'\(Suggest.didYouMean(indicator, in: pipeline.indicators.map(\.id)))")
+        }
+        guard pipeline.indicators[i].acceptsBalance else {
+            return RejectReason(code: .badBalance, message: "'\(indicator)' does not take an opening balance: only cumulative count/sum/distinct indicators over events do")
+        }
+        guard value.isFinite else {
+            return RejectReason(code: .badBalance, message: "the balance of '\(indicator)' must be a finite number")
+        }
+        arrival &+= 1
+        if let b = balances[indicator], b.at > at { return nil }
+        balances[indicator] = Balance(value: value, at: at, seq: arrival)
+        if earliest == nil || at < earliest! { earliest = at }
+        stats.balances += 1
+        return nil
+    }
+
+    // MARK: Ingest
+
+    /// Decodes one frame (a CloudEvent object or a batch array) and applies every valid event.
+    /// - Complexity: O(bytes + events × aggregates per type).
+    public func ingest(_ payload: UnsafeRawBufferPointer, origin: Origin = .any) -> IngestReport {
+        var report = IngestReport()
+        let frameError = decoder.decode(payload) { index, outcome in
+            switch outcome {
+            case .event(let e):
+                guard origin.allows(e.source) else {
+                    report.rejected.append((index, notAllowed(e.source)))
+                    stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, e.source.string)
+                    return
+                }
+                switch apply(event: e) {
+                case .accepted: report.accepted += 1
+                case .duplicate: report.duplicates += 1
+                case .late:
+                    report.late += 1
+                    let r = RejectReason(code: .late, message: "time \(calendar.format(e.time)) is older than the retention horizon (\(options.retention / EngineOptions.day) days before \(calendar.format(clock ?? e.time)))")
+                    report.rejected.append((index, r))
+                    stats.countRejected(RejectReason.Code.late.rawValue, e.source.string)
+                }
+            case .unrouted(let type, let source):
+                guard origin.allows(source) else {
+                    report.rejected.append((index, notAllowed(source)))
+                    stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, source.string)
+                    return
+                }
+                report.unrouted += 1
+                stats.countUnrouted(type.string, source.string)
+            case .balance(let indicator, let value, let at, let source, _):
+                guard origin.allows(source) else {
+                    report.rejected.append((index, notAllowed(source)))
+                    stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, source.string)
+                    return
+                }
+                if let r = setBalance(indicator: indicator.string, value: value, at: at) {
+                    report.rejected.append((index, r))
+                    stats.countRejected(r.code.rawValue, source.string)
+                } else {
+                    report.accepted += 1
+                }
+            case .rejected(let r):
+                report.rejected.append((index, r))
+                stats.countRejected(r.code.rawValue, "unknown")
+            }
+        }
+        if let frameError {
+            report.payloadError = frameError
+            stats.countRejected(frameError.code.rawValue, "unknown")
+        }
+        return report
+    }
+
+    /// Convenience over ``ingest(_:origin:)`` for a byte array.
+    public func ingest(_ payload: [UInt8], origin: Origin = .any) -> IngestReport {
+        payload.withUnsafeBytes { ingest($0, origin: origin) }
+    }
+
+    private func notAllowed(_ source: StringView) -> RejectReason {
+        RejectReason(code: .sourceNotAllowed, message: "source '\(source.string)' is outside this producer's allowed prefixes")
+    }
+}

@@ -1,0 +1,110 @@
+// MARK: - Options, origins, reports, stats
+
+/// How an ``Engine`` keeps time and how much history it keeps.
+public struct EngineOptions: Sendable {
+    public enum Clock: Sendable, Equatable {
+        /// `T` = the latest accepted event time (replays give identical snapshots).
+        case eventTime
+        /// `T` = the instant given to ``Engine/advance(wallClock:)`` (windows slide with no events).
+        case wallClock
+    }
+
+    public static let day: Micros = 86_400_000_000
+
+    public var clock: Clock = .eventTime
+    /// Events older than `T - retention` are rejected `late`. Default 550 days: the year-ago of
+    /// `last quarter` reaches back ~549 days (400 days is not enough for it).
+    public var retention: Micros = 550 * EngineOptions.day
+    /// Duplicates (`source` + `id`) are recognised within this much event time. Default 7 days.
+    public var dedupHorizon: Micros = 7 * EngineOptions.day
+    /// The instant from which the engine's history is complete. nil: the earliest accepted
+    /// event or balance. Year-ago / start-of-year values whose window starts earlier are null.
+    public var historyStart: Micros?
+    /// Limits of the CloudEvents decoder.
+    public var decodeLimits = DecodeLimits()
+    /// Distinct label values kept per stats counter; the rest fold into `other`.
+    public var maxLabelValues = 100
+
+    public init(clock: Clock = .eventTime, retention: Micros = 550 * EngineOptions.day, dedupHorizon: Micros = 7 * EngineOptions.day) {
+        self.clock = clock
+        self.retention = retention
+        self.dedupHorizon = dedupHorizon
+    }
+}
+
+/// Who sent a frame: the `source` prefixes the producer may use (nil = any).
+///
+/// Why: a producer authenticated for one province must not be able to inject events that
+/// claim to come from another system; events outside its prefixes are rejected
+/// `source_not_allowed`.
+public struct Origin: Sendable {
+    public var sourcePrefixes: [String]?
+    let prefixBytes: [[UInt8]]?
+
+    public init(sourcePrefixes: [String]?) {
+        self.sourcePrefixes = sourcePrefixes
+        prefixBytes = sourcePrefixes?.map { Array($0.utf8) }
+    }
+
+    public static let any = Origin(sourcePrefixes: nil)
+
+    @inline(__always)
+    func allows(_ source: StringView) -> Bool {
+        guard let prefixes = prefixBytes else { return true }
+        for p in prefixes where p.count <= source.count {
+            var ok = true
+            for (i, b) in p.enumerated() where source.start[i] != b { ok = false; break }
+            if ok { return true }
+        }
+        return false
+    }
+}
+
+extension RejectReason.Code {
+    /// Sentinel label for folded label values.
+    static let otherLabel = "other"
+}
+
+/// What one ``Engine/ingest(_:origin:)`` call did with one frame.
+public struct IngestReport: Sendable {
+    /// Events applied (including balances).
+    public var accepted = 0
+    /// Events already applied (same `source` + `id` within the dedup horizon): counted once.
+    public var duplicates = 0
+    /// Valid events of a type the catalog does not know: accepted, counted, not aggregated.
+    public var unrouted = 0
+    /// Events older than the retention horizon (also listed in `rejected` with code `late`).
+    public var late = 0
+    /// Per rejected element: its index in the batch (0 for a single object) and the reason.
+    public var rejected: [(index: Int, reason: RejectReason)] = []
+    /// The frame as a whole is not a JSON object/array (nothing in it was applied).
+    public var payloadError: RejectReason?
+    public init() {}
+}
+
+/// Cumulative counters for metrics, with bounded label cardinality.
+public struct EngineStats: Sendable, Equatable {
+    public struct Label: Sendable, Hashable {
+        public let first: String
+        public let second: String
+    }
+    public internal(set) var accepted: Int = 0
+    public internal(set) var duplicates: Int = 0
+    public internal(set) var late: Int = 0
+    public internal(set) var balances: Int = 0
+    /// Unrouted by (type, source).
+    public internal(set) var unrouted: [Label: Int] = [:]
+    /// Rejected by (code, source); source is `unknown` when the event was unreadable.
+    public internal(set) var rejected: [Label: Int] = [:]
+    var maxLabels = 100
+
+    static func count(_ dict: inout [Label: Int], _ a: String, _ b: String, cap: Int) {
+        var label = Label(first: a, second: b)
+        if dict[label] == nil, dict.count >= cap {
+            label = Label(first: dict.keys.contains { $0.first == a } ? a : "other", second: "other")
+        }
+        dict[label, default: 0] += 1
+    }
+    mutating func countRejected(_ code: String, _ source: String) { Self.count(&rejected, code, source, cap: maxLabels) }
+    mutating func countUnrouted(_ type: String, _ source: String) { Self.count(&unrouted, type, source, cap: maxLabels) }
+}
