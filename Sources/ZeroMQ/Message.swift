@@ -52,18 +52,25 @@ public final class Message: @unchecked Sendable {
     /// - Complexity: O(n).
     public init(copying buffer: UnsafeRawBufferPointer) {
         pointer = .allocate(capacity: 1)
-        if zmq_msg_init_size(pointer, buffer.count) != 0 {
+        Self.initialize(pointer, copying: buffer)
+    }
+
+    /// A message holding a copy of a string's UTF-8 bytes.
+    /// - Complexity: O(n).
+    public init(string: String) {
+        pointer = .allocate(capacity: 1)
+        var s = string
+        let target = pointer
+        s.withUTF8 { Self.initialize(target, copying: UnsafeRawBufferPointer($0)) }
+    }
+
+    private static func initialize(_ pointer: UnsafeMutablePointer<zmq_msg_t>, copying buffer: UnsafeRawBufferPointer) {
+        if zmq_msg_init_size(pointer, buffer.count) != 0 {   // only ENOMEM: fatal, as any allocation failure
             fatalError("zmq_msg_init_size: \(ZMQError(zmq_errno(), call: "zmq_msg_init_size"))")
         }
         if let src = buffer.baseAddress, buffer.count > 0 {
             memcpy(zmq_msg_data(pointer), src, buffer.count)
         }
-    }
-
-    /// A message holding a copy of a string's UTF-8 bytes.
-    public convenience init(string: String) {
-        var s = string
-        self.init(copying: s.withUTF8 { UnsafeRawBufferPointer($0) })
     }
 
     deinit {
