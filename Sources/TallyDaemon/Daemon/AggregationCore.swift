@@ -20,11 +20,37 @@ public protocol AggregationCore: AnyObject {
     /// The snapshot as published: the full JSON, and one JSON object per indicator.
     func snapshot(seq: UInt64, publishedAtMicros: Int64) -> SnapshotOutput
 
-    /// The whole state, for a checkpoint (versioned binary owned by the core).
-    func checkpoint() -> [UInt8]
+    /// The whole state, for a checkpoint (versioned binary owned by the core), or `nil` when the
+    /// core cannot serialise its state: the daemon then keeps the whole log and replays it.
+    func checkpoint() -> [UInt8]?
 
-    /// Re-reads the pipeline (SIGHUP). Throws, keeping the running pipeline, when the new one is invalid.
-    func reload() throws
+    /// Replaces the state with a checkpoint's (called once, before any frame is applied).
+    func restore(from bytes: [UInt8]) throws(DaemonError)
+
+    /// Re-reads the pipeline (SIGHUP) and returns an empty core on it; the daemon replays the
+    /// log into it before switching. Throws, keeping the running pipeline, when the new one is invalid.
+    func reloaded() throws(ConfigError) -> any AggregationCore
+
+    /// Cumulative counters for metrics (read once per snapshot tick).
+    var counters: CoreCounters { get }
+}
+
+/// Cumulative counts kept by the core (for metrics and `STATUS=`).
+public struct CoreCounters: Sendable {
+    public struct Pair: Hashable, Sendable {
+        public var first: String
+        public var second: String
+        public init(first: String, second: String) {
+            self.first = first
+            self.second = second
+        }
+    }
+    public var accepted = 0
+    public var duplicates = 0
+    public var late = 0
+    /// Unrouted events by (type, source), label-capped by the core.
+    public var unrouted: [Pair: Int] = [:]
+    public init() {}
 }
 
 /// Where a frame came from.
@@ -71,8 +97,9 @@ public struct FrameOutcome: Sendable {
         }
     }
 
-    /// Events the frame held (accepted + duplicates + unrouted + late + rejected).
-    public var events: Int { accepted + duplicates + unrouted + late + rejected.count }
+    /// Events the frame held (accepted + duplicates + unrouted + rejected; `late` ones are
+    /// also listed in `rejected`).
+    public var events: Int { accepted + duplicates + unrouted + rejected.count }
 }
 
 /// A built snapshot: what is published and served.

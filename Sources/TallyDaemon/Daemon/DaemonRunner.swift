@@ -48,39 +48,38 @@ public struct DaemonService: Service {
 
 /// `tally run`: logging, the aggregation core, the daemon, and the service group around it.
 public enum DaemonRunner {
-    /// Builds the aggregation core for the settings (the engine adapter registers itself here).
-    nonisolated(unsafe) public static var makeCore: ((RunSettings, Logger) throws -> any AggregationCore)?
+    /// Builds the aggregation core for the settings: ``EngineCore`` over `TallyEngine.Engine`.
+    public static func makeCore(_ settings: RunSettings, _ logger: Logger) throws(ConfigError) -> any AggregationCore {
+        try EngineCore(settings: settings, logger: logger)
+    }
 
     /// Runs until SIGTERM/SIGINT; returns after the graceful shutdown.
     /// - Throws: ``ConfigError`` / ``DaemonError`` (mapped to exit 2 or 1 by the executable).
     public static func run(settings: RunSettings, configPath: String?) async throws {
         LoggingSystem.bootstrapOnce()
         let logger = Logger(label: "tally")
-        guard let makeCore else {
-            throw DaemonError.runtime("this build has no aggregation engine linked")
-        }
         let core = try makeCore(settings, logger)
         let daemon = try Daemon(settings: settings, core: core, logger: logger)
+        let operations = try Operations(settings: settings, logger: logger)
+        operations.attach(to: daemon)
         try daemon.start()
         let group = ServiceGroup(configuration: .init(
             services: [DaemonService(daemon: daemon)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
+        operations.shutdown()
     }
 }
 
 extension LoggingSystem {
-    /// Logs to stderr (journald reads it) unless a handler was installed already.
+    /// Logs to stderr through ``JournalLogHandler`` (journald priorities and structured
+    /// metadata when `JOURNAL_STREAM` says stderr is the journal; plain lines otherwise).
     static func bootstrapOnce() {
         _ = bootstrapped
     }
     private static let bootstrapped: Bool = {
-        LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
-            h.logLevel = .info
-            return h
-        }
+        JournalLogHandler.bootstrap(level: .info)
         return true
     }()
 }

@@ -16,11 +16,21 @@ struct FrameBatch {
         var origin: Int32
         /// Index into ``pendingAcks`` for an acknowledged payload, else -1.
         var ack: Int32
+        /// Index into ``restrictions`` (the CURVE producer's allowed `source` prefixes), or -1
+        /// for the socket's default origin.
+        var restriction: Int32 = -1
     }
 
     var buffer: [UInt8] = []
     var frames: [Frame] = []
     var pendingAcks: [PendingAck] = []
+    /// Allowed-source lists of CURVE producers seen in this drain (empty with CURVE off).
+    var restrictions: [[String]] = []
+    /// Per producer, the newest pending (not yet durable) ack of this drain: a batch re-sent
+    /// within the same drain is answered with that one's reply instead of being applied twice.
+    var pendingByProducer: [[UInt8]: Int] = [:]
+    /// Whether any acknowledged batch of this drain needs the group `fsync`.
+    var needsSync = false
 
     init() {
         buffer.reserveCapacity(1 << 20)
@@ -34,10 +44,23 @@ struct FrameBatch {
         buffer.append(contentsOf: bytes)
     }
 
+    /// Attaches a CURVE producer's allowed prefixes to the frame just appended.
+    mutating func restrictLast(to prefixes: [String]) {
+        if let i = restrictions.lastIndex(of: prefixes) {
+            frames[frames.count - 1].restriction = Int32(i)
+        } else {
+            restrictions.append(prefixes)
+            frames[frames.count - 1].restriction = Int32(restrictions.count - 1)
+        }
+    }
+
     mutating func reset() {
         buffer.removeAll(keepingCapacity: true)
         frames.removeAll(keepingCapacity: true)
         pendingAcks.removeAll(keepingCapacity: true)
+        if !restrictions.isEmpty { restrictions.removeAll(keepingCapacity: true) }
+        if !pendingByProducer.isEmpty { pendingByProducer.removeAll(keepingCapacity: true) }
+        needsSync = false
         // A one-off huge drain (e.g. 16 MiB frames) must not pin its memory forever.
         if buffer.capacity > 64 << 20 { buffer = []; buffer.reserveCapacity(1 << 20) }
     }
@@ -50,18 +73,22 @@ struct PendingAck {
     /// The routing id and, for REQ peers, the empty delimiter.
     var envelope: [Message]
     var sequenceText: [UInt8]
-    var producer: String
+    var producer: [UInt8]
     var sequence: UInt64
     /// Index of its payload in the batch's frames, or -1 when answered from `cachedReply`.
     var frame: Int
     /// The reply when it is known without applying (a re-sent sequence, an oversized payload).
     var cachedReply: [UInt8]?
+    /// Index of an earlier pending ack of the same drain whose reply this one repeats, or -1.
+    var sameAs: Int = -1
+    /// Filled after the apply: what is answered.
+    var reply: [UInt8]? = nil
 }
 
 /// `[routing-id, (empty delimiter)?, producer-id, sequence, payload]` as received by the ROUTER.
 struct AckRequest {
     var envelope: [Message]
-    var producer: String
+    var producer: [UInt8]
     var sequence: UInt64
     var sequenceText: [UInt8]
     var payload: Message
@@ -77,9 +104,9 @@ struct AckRequest {
         }
         guard body.count == 3 else { return nil }
         let p = body[body.startIndex], s = body[body.startIndex + 1]
-        producer = p.string
+        producer = p.bytes
         sequenceText = s.bytes
-        guard !producer.isEmpty, producer.utf8.count <= 256,
+        guard !producer.isEmpty, producer.count <= 256,
               sequenceText.count <= 20, !sequenceText.isEmpty,
               sequenceText.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
               let seq = UInt64(String(decoding: sequenceText, as: UTF8.self)) else { return nil }
@@ -118,21 +145,22 @@ enum AckStatus {
     }
 }
 
-/// Per producer, the last answered sequence and its reply: a re-sent batch is answered again and
-/// applied zero more times. In memory here; the durability layer's `ProducerTable` makes it
-/// survive restarts.
-/// - Complexity: O(1) per lookup; memory O(producers × reply size).
-struct ProducerReplies {
-    private var table: [String: (sequence: UInt64, reply: [UInt8])] = [:]
-
-    /// The reply for a sequence already applied, or `nil` when it is new.
-    func reply(for producer: String, sequence: UInt64) -> [UInt8]? {
-        guard let last = table[producer], sequence <= last.sequence else { return nil }
-        if sequence == last.sequence { return last.reply }
-        return Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"already_applied":true}"#.utf8)
+extension AckStatus {
+    /// The answer to a batch older than the producer's newest durable one: only the newest reply
+    /// is kept, so the original counts are not repeated; nothing is applied.
+    static func alreadyApplied(lastSequence: UInt64) -> [UInt8] {
+        var out = Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"already_applied":true,"last_sequence":"#.utf8)
+        JSONText.appendInt(lastSequence, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
     }
 
-    mutating func record(producer: String, sequence: UInt64, reply: [UInt8]) {
-        table[producer] = (sequence, reply)
+    /// The answer when the batch could not be made durable (disk full, I/O error): nothing was
+    /// applied and nothing recorded, so the producer must re-send the same sequence later.
+    static func storageError(_ message: String) -> [UInt8] {
+        var out = Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"error":{"reason":"storage_unavailable","message":"#.utf8)
+        JSONText.appendString(message, to: &out)
+        out.append(contentsOf: #","retry":true}}"#.utf8)
+        return out
     }
 }
