@@ -16,7 +16,7 @@ import Darwin
 @main
 struct Tally: AsyncParsableCommand {
     static let subcommandTypes: [any ParsableCommand.Type] = [
-        RunCommand.self, CheckCommand.self, SendCommand.self, WatchCommand.self,
+        RunCommand.self, CheckCommand.self, SendCommand.self, WatchCommand.self, SimulateCommand.self, DemoCommand.self,
     ] + extraSubcommands
 
     static let configuration = CommandConfiguration(
