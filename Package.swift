@@ -100,7 +100,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TallyDaemonTests",
-            dependencies: ["TallyDaemon", "TallyEngine", "ZeroMQ"],
+            dependencies: ["TallyDaemon", "TallyEngine", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
     ],

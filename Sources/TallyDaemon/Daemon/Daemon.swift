@@ -40,6 +40,8 @@ public final class Daemon: @unchecked Sendable {
     public var hooks = DaemonHooks()
     /// Prometheus metrics, updated once per drain; set before ``start()``.
     public var metrics: TallyMetrics?
+    /// Bytes drained per loop turn at most (plus one frame): bounds the batch and log buffers.
+    static let drainBytes = 4 << 20
     /// How long fire-and-forget frames may stay in the log unsynced (a crash loses at most this).
     public var syncInterval: Duration = .milliseconds(100)
 
@@ -422,7 +424,8 @@ public final class Daemon: @unchecked Sendable {
             let socket = d.pulls[i].socket
             let max = d.settings.maxMessageSize
             var n = 0
-            while n < limit, try socket.receive(into: message, flags: .dontWait) {
+            // Bounded by frames and by bytes: 4096 batch frames of 28 KB would otherwise copy 113 MB per drain.
+            while n < limit, batch.buffer.count < Daemon.drainBytes, try socket.receive(into: message, flags: .dontWait) {
                 n += 1
                 let size = message.count
                 if size > max {
@@ -448,7 +451,7 @@ public final class Daemon: @unchecked Sendable {
             let d = daemon
             guard let socket = d.ack else { return 0 }
             var n = 0
-            while n < limit, let frames = try socket.receiveMultipart(flags: .dontWait) {
+            while n < limit, batch.buffer.count < Daemon.drainBytes, let frames = try socket.receiveMultipart(flags: .dontWait) {
                 n += 1
                 guard let request = AckRequest(frames) else {
                     var parts = Array(frames.prefix(1))
