@@ -59,6 +59,8 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strict
         ),
@@ -115,7 +117,7 @@ let package = Package(
         ),
         .testTarget(
             name: "TallyDaemonTests",
-            dependencies: ["TallyDaemon", "TallyEngine", "ZeroMQ"],
+            dependencies: ["TallyDaemon", "TallyEngine", "ZeroMQ", .product(name: "Logging", package: "swift-log")],
             swiftSettings: strict
         ),
     ],

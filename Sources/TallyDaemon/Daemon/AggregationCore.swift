@@ -1,0 +1,119 @@
+// MARK: - AggregationCore
+
+/// What the engine thread needs from the aggregation core: apply a frame, build a snapshot,
+/// checkpoint. `TallyEngine.Engine` is adapted to it in `EngineCore.swift`; keeping the seam
+/// this narrow is what lets the run loop stay ignorant of windows, pipelines and decoding.
+///
+/// Every method is called from the engine thread only (single owner, no locks).
+public protocol AggregationCore: AnyObject {
+    /// The pipeline's name (`national-dx`): the snapshot topic is `snapshot.<name>`.
+    var pipelineName: String { get }
+
+    /// Applies one payload (a CloudEvent JSON object or a JSON array of them).
+    /// - Parameter origin: who sent it, for allow-lists and for the reject ledger.
+    /// - Complexity: O(payload bytes); allocation-free on the all-valid path.
+    func ingest(_ payload: UnsafeRawBufferPointer, origin: FrameOrigin) -> FrameOutcome
+
+    /// Moves the wall-clock windows forward (wall-clock mode); a no-op in event-time mode.
+    func advance(wallClockMicros: Int64)
+
+    /// The snapshot as published: the full JSON, and one JSON object per indicator.
+    func snapshot(seq: UInt64, publishedAtMicros: Int64) -> SnapshotOutput
+
+    /// The whole state, for a checkpoint (versioned binary owned by the core), or `nil` when the
+    /// core cannot serialise its state: the daemon then keeps the whole log and replays it.
+    func checkpoint() -> [UInt8]?
+
+    /// Replaces the state with a checkpoint's (called once, before any frame is applied).
+    func restore(from bytes: [UInt8]) throws(DaemonError)
+
+    /// Re-reads the pipeline (SIGHUP) and returns an empty core on it; the daemon replays the
+    /// log into it before switching. Throws, keeping the running pipeline, when the new one is invalid.
+    func reloaded() throws(ConfigError) -> any AggregationCore
+
+    /// Cumulative counters for metrics (read once per snapshot tick).
+    var counters: CoreCounters { get }
+}
+
+/// Cumulative counts kept by the core (for metrics and `STATUS=`).
+public struct CoreCounters: Sendable {
+    public struct Pair: Hashable, Sendable {
+        public var first: String
+        public var second: String
+        public init(first: String, second: String) {
+            self.first = first
+            self.second = second
+        }
+    }
+    public var accepted = 0
+    public var duplicates = 0
+    public var late = 0
+    /// Unrouted events by (type, source), label-capped by the core.
+    public var unrouted: [Pair: Int] = [:]
+    public init() {}
+}
+
+/// Where a frame came from.
+public struct FrameOrigin: Sendable {
+    /// The endpoint it arrived on, or `ack:<producer-id>` for the acknowledged path.
+    public var label: String
+    /// CloudEvents `source` prefixes this sender may use; `nil` = any (no security layer).
+    public var sourcePrefixes: [String]?
+
+    public init(label: String, sourcePrefixes: [String]? = nil) {
+        self.label = label
+        self.sourcePrefixes = sourcePrefixes
+    }
+}
+
+/// What became of one frame.
+public struct FrameOutcome: Sendable {
+    /// Events applied.
+    public var accepted: Int = 0
+    /// Events already seen (same `source` + `id`), counted once.
+    public var duplicates: Int = 0
+    /// Valid events of a type no indicator uses.
+    public var unrouted: Int = 0
+    /// Events older than the retention horizon.
+    public var late: Int = 0
+    /// Rejected events of the frame: their index in the batch (0 for a single object) and why.
+    public var rejected: [Rejection] = []
+    /// Set when the frame as a whole is unusable (not JSON, too deep, too large...): nothing applied.
+    public var payloadError: Rejection?
+
+    public init() {}
+
+    /// One rejected event or payload.
+    public struct Rejection: Sendable {
+        public var index: Int
+        /// A stable code: `invalid_json`, `too_large`, `bad_time`, `wrong_type`, `unknown_type`, ...
+        public var code: String
+        /// A message naming the field.
+        public var message: String
+        public init(index: Int, code: String, message: String) {
+            self.index = index
+            self.code = code
+            self.message = message
+        }
+    }
+
+    /// Events the frame held (accepted + duplicates + unrouted + rejected; `late` ones are
+    /// also listed in `rejected`).
+    public var events: Int { accepted + duplicates + unrouted + rejected.count }
+}
+
+/// A built snapshot: what is published and served.
+public struct SnapshotOutput: Sendable {
+    /// The full snapshot JSON (`{"pipeline":...,"seq":...,"indicators":{...}}`).
+    public var json: [UInt8]
+    /// Per indicator: its id and the JSON published on `indicator.<id>`.
+    public var indicators: [(id: String, json: [UInt8])]
+    /// The pipeline clock `T` (the snapshot's `as_of`), microseconds.
+    public var asOfMicros: Int64?
+
+    public init(json: [UInt8], indicators: [(id: String, json: [UInt8])], asOfMicros: Int64?) {
+        self.json = json
+        self.indicators = indicators
+        self.asOfMicros = asOfMicros
+    }
+}

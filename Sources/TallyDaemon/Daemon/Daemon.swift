@@ -1,0 +1,883 @@
+public import Logging
+public import Synchronization
+import ZeroMQ
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// MARK: - Daemon
+
+/// The running daemon: recovers the state directory, binds the protocol's endpoints and runs
+/// the engine thread and the snapshot-service thread (see ARCHITECTURE.md, "Threads").
+///
+/// ```swift
+/// let daemon = try Daemon(settings: settings, core: core, logger: logger)
+/// try daemon.start()          // recovers, binds, publishes the first snapshot, starts the threads
+/// ...
+/// daemon.requestStop()        // SIGTERM: stop input, drain, final snapshot, checkpoint
+/// await daemon.stopped.wait()
+/// ```
+///
+/// Durability (with a state directory): every drained frame is appended to the write-ahead log
+/// with one write before anything is applied; acknowledged batches of the drain share one
+/// `fdatasync` before they are applied and answered; fire-and-forget frames are synced at most
+/// ``syncInterval`` later. Recovery replays the log (after the newest checkpoint when the core
+/// can checkpoint). The snapshot `seq` comes from the lease in the state directory.
+///
+/// Lifecycle hooks (`hooks`) are where systemd notification, the watchdog and metrics attach;
+/// they run on the engine thread and must not block.
+public final class Daemon: @unchecked Sendable {
+    public let settings: RunSettings
+    public let logger: Logger
+    /// Bad-input accounting (counts, rate-limited warnings, dead letters).
+    public let ledger: RejectLedger
+    /// The latest published snapshot (what the snapshot service answers).
+    public let latest = LatestSnapshot()
+    /// Fires when the engine thread has finished (final snapshot published, checkpoint written).
+    public let stopped = Completion()
+    /// Live counters, readable from any thread.
+    public let stats = Mutex(DaemonStats())
+    public var hooks = DaemonHooks()
+    /// Prometheus metrics, updated once per drain; set before ``start()``.
+    public var metrics: TallyMetrics?
+    /// Bytes drained per loop turn at most (plus one frame): bounds the batch and log buffers.
+    static let drainBytes = 4 << 20
+    /// How long fire-and-forget frames may stay in the log unsynced (a crash loses at most this).
+    public var syncInterval: Duration = .milliseconds(100)
+
+    /// The endpoints actually bound (a `tcp://127.0.0.1:*` becomes its real port). Set by ``start()``.
+    public private(set) var boundEndpoints = BoundEndpoints()
+    /// What recovery found (nil without a state directory). Set by ``start()``.
+    public private(set) var recovery: RecoveryReport?
+
+    let context: Context
+    private var core: any AggregationCore
+    private var durable: DurableState?
+    /// Per acknowledged producer: last durable sequence and its reply (in the checkpoint; rebuilt by replay).
+    private var producers = ProducerTable()
+    private var security: Security?
+    private var pulls: [(socket: Socket, origin: FrameOrigin)] = []
+    private var ack: Socket?
+    private var pub: Socket?
+    private var service: SnapshotService?
+    private let wake = WakePipe()
+    private let stopFlag = Atomic<Bool>(false)
+    private let reloadFlag = Atomic<Bool>(false)
+    private var seq: UInt64
+    private var rejectedReported: [RejectLedger.Key: Int] = [:]
+    private var unroutedReported: [CoreCounters.Pair: Int] = [:]
+
+    /// - Parameters:
+    ///   - core: the aggregation core; from now on owned by the engine thread.
+    ///   - initialSeq: without a state directory, the last `seq` published before; the first
+    ///     snapshot of this run is `initialSeq + 1`. With one, the lease there decides.
+    public init(settings: RunSettings, core: any AggregationCore, logger: Logger, initialSeq: UInt64 = 0) throws(DaemonError) {
+        self.settings = settings
+        self.core = core
+        self.logger = logger
+        self.seq = initialSeq
+        var deadLetter: DeadLetterFile?
+        if let path = settings.deadLetter {
+            do {
+                deadLetter = try DeadLetterFile(path: path, maxBytes: settings.deadLetterMaxBytes, keep: settings.deadLetterKeep)
+            } catch {
+                throw DaemonError.usage("--dead-letter \(path): \(error): give a writable file path")
+            }
+        }
+        self.ledger = RejectLedger(logger: logger, deadLetter: deadLetter)
+        do {
+            context = try Context(ioThreads: 1, defaultLinger: 0)
+        } catch {
+            throw DaemonError.runtime("cannot create the ZeroMQ context: \(error)")
+        }
+    }
+
+    /// The pipeline name being published (`snapshot.<name>`).
+    public var pipelineName: String { core.pipelineName }
+
+    // MARK: - Start
+
+    /// Recovers the state directory, binds every endpoint, publishes the first snapshot and
+    /// starts the threads; ``DaemonHooks/ready`` runs last (`READY=1` only after all of it).
+    /// - Throws: ``DaemonError/usage(_:)`` for an endpoint libzmq cannot parse, a non-loopback
+    ///   bind without CURVE, a bad key file; ``DaemonError/runtime(_:)`` for one it cannot bind
+    ///   (in use, no such interface) or a state directory that cannot be recovered.
+    public func start() throws(DaemonError) {
+        let options = SecurityOptions(curveSecret: settings.curveSecret, authorizedKeys: settings.authorizedKeys,
+                                      insecure: settings.insecure)
+        do {
+            let all = settings.ingest + [settings.publish, settings.snapshotService] + (settings.ingestAck.map { [$0] } ?? [])
+            try SecurityOptions.validateBinds(endpoints: all, curve: options.curve, insecure: options.insecure, logger: logger)
+            security = try Security.start(options: options, context: context, logger: logger)
+        } catch {
+            throw .usage(error.message)
+        }
+        try recover()
+        do {
+            for endpoint in settings.ingest {
+                let s = try Socket(context, .pull)
+                try s.set(.receiveHighWaterMark, settings.ingestHighWaterMark)
+                try s.set(.maxMessageSize, Int64(settings.maxMessageSize))
+                try security?.configure(socket: s, role: .ingest)
+                try bind(s, endpoint, flag: "--ingest")
+                pulls.append((s, FrameOrigin(label: (try? s.lastEndpoint) ?? endpoint)))
+            }
+            if let endpoint = settings.ingestAck {
+                let s = try Socket(context, .router)
+                try s.set(.receiveHighWaterMark, settings.ingestHighWaterMark)
+                try s.set(.maxMessageSize, Int64(settings.maxMessageSize) + 4096)
+                try s.set(.linger, 1_000)
+                try security?.configure(socket: s, role: .ingestAck)
+                try bind(s, endpoint, flag: "--ingest-ack")
+                ack = s
+            }
+            let p = try Socket(context, .pub)
+            try p.set(.sendHighWaterMark, settings.publishHighWaterMark)
+            try p.set(.linger, 1_000)   // the final snapshot reaches subscribers that keep up
+            try security?.configure(socket: p, role: .publish)
+            try bind(p, settings.publish, flag: "--publish")
+            pub = p
+            let r = try Socket(context, .router)
+            try r.set(.maxMessageSize, 64 << 10)
+            try r.set(.linger, 500)
+            try security?.configure(socket: r, role: .snapshot)
+            try bind(r, settings.snapshotService, flag: "--snapshot-service")
+            service = SnapshotService(socket: r, latest: latest, logger: logger)
+        } catch let e as DaemonError {
+            throw e
+        } catch {
+            throw DaemonError.runtime("cannot set up the sockets: \(error)")
+        }
+        boundEndpoints = BoundEndpoints(
+            ingest: pulls.map { $0.origin.label }, ingestAck: ack.map { (try? $0.lastEndpoint) ?? "" },
+            publish: (try? pub!.lastEndpoint) ?? settings.publish, snapshotService: service!.endpoint)
+
+        publishSnapshot()   // the service has something to answer from its first request
+        let service = self.service!
+        spawnThread(name: "tally-snapshots") { service.run() }
+        spawnThread(name: "tally-engine") { [self] in
+            engineMain()
+            stopped.fire()
+        }
+        logger.info("tally is running", metadata: [
+            "pipeline": "\(core.pipelineName)", "ingest": "\(boundEndpoints.ingest.joined(separator: ","))",
+            "ingest-ack": "\(boundEndpoints.ingestAck ?? "off")", "publish": "\(boundEndpoints.publish)",
+            "snapshot-service": "\(boundEndpoints.snapshotService)",
+            "snapshot-interval": "\(DurationText.format(settings.snapshotInterval))",
+            "state-dir": "\(settings.stateDirectory ?? "none (in memory)")",
+        ])
+        hooks.ready?()
+    }
+
+    private func bind(_ socket: Socket, _ endpoint: String, flag: String) throws(DaemonError) {
+        do {
+            try socket.bind(endpoint)
+        } catch {
+            switch error {
+            case .invalidArgument, .protocolNotSupported, .incompatibleProtocol:
+                throw .usage("\(flag) \(endpoint) is not a usable endpoint (\(error.message)): write e.g. tcp://127.0.0.1:7701 or ipc:///run/tally/x.sock")
+            case .addressInUse:
+                throw .runtime("\(flag) \(endpoint) is already in use: stop the other process or choose another port")
+            default:
+                throw .runtime("\(flag) \(endpoint) cannot be bound: \(error)")
+            }
+        }
+    }
+
+    // MARK: - Recovery
+
+    /// Opens the state directory and brings the core and the producer table to the end of the log.
+    private func recover() throws(DaemonError) {
+        guard let dir = settings.stateDirectory else { return }
+        var options = RecoveryOptions()
+        options.log.maxRecordSize = max(options.log.maxRecordSize, settings.maxMessageSize + 4096)
+        let state: DurableState
+        do {
+            state = try Recovery.open(stateDirectory: dir, options: options)
+        } catch {
+            if case .stateDirectoryLocked = error {
+                throw .runtime("--state-dir \(dir) is in use by another tally process: stop it, or give this one its own --state-dir")
+            }
+            throw .runtime("--state-dir \(dir) cannot be recovered: \(error)")
+        }
+        let began = Clocks.monotonicNanos()
+        logger.info("recovering", metadata: ["state-dir": "\(dir)", "found": "\(state.report)"])
+        if let cp = state.checkpoint {
+            try core.restore(from: cp.engineState)
+        }
+        producers = state.producers
+        var replayed: UInt64 = 0
+        do {
+            let hooks = self.hooks
+            replayed = try Self.replayLog(state.log, after: state.checkpoint?.lsn ?? 0, into: core, producers: &producers) { n in
+                hooks.recovering?(n)
+            }
+        } catch {
+            throw .runtime("--state-dir \(dir): replaying the log failed: \(error): the records before the failure were applied; move the damaged segment away to start from what is intact")
+        }
+        durable = state
+        recovery = state.report
+        let ms = Double(Clocks.monotonicNanos() - began) / 1e6
+        stats.withLock {
+            $0.recoveredRecords = Int(replayed)
+            $0.producers = producers.count
+        }
+        logger.info("recovered", metadata: ["records": "\(replayed)", "milliseconds": "\(Int(ms))",
+                                            "producers": "\(producers.count)", "next-seq": "\(state.sequences.upcoming)"])
+    }
+
+    /// Replays the log records after `lsn` into `core`, bringing `producers` forward: exactly the
+    /// decisions the live loop made (an acknowledged batch is applied only when the table says so).
+    /// - Parameter progress: called every 100,000 records (the runner extends systemd's start timeout).
+    /// - Returns: records replayed.
+    /// - Complexity: O(log bytes after `lsn`); memory O(read buffer).
+    static func replayLog(_ log: WriteAheadLog, after lsn: LSN, into core: any AggregationCore,
+                          producers: inout ProducerTable, progress: (UInt64) -> Void) throws -> UInt64 {
+        var restriction: [String]? = nil
+        var n: UInt64 = 0
+        var table = producers
+        defer { producers = table }
+        try log.replay(after: lsn) { record in
+            n += 1
+            if n % 100_000 == 0 { progress(n) }
+            switch try record.decoded() {
+            case .frame(_, let payload):
+                _ = payload.withUnsafeBytes { core.ingest($0, origin: FrameOrigin(label: "replay", sourcePrefixes: restriction)) }
+            case .batch(let producer, let sequence, let payload):
+                let id = Array(producer)
+                guard case .apply = table.check(producer: id, sequence: sequence) else { return }
+                let outcome = payload.withUnsafeBytes { core.ingest($0, origin: FrameOrigin(label: "replay", sourcePrefixes: restriction)) }
+                table.record(producer: id, sequence: sequence, reply: AckStatus.json(outcome))
+            case .meta(let body):
+                if let r = OriginRecord.decode(body) { restriction = r }
+            case .unknown:
+                break
+            }
+        }
+        return n
+    }
+
+    // MARK: - Control (any thread)
+
+    /// Asks for a graceful shutdown: stop taking input, drain, final snapshot, checkpoint.
+    /// Idempotent; async-signal-safe enough to call from a signal task.
+    public func requestStop() {
+        stopFlag.store(true, ordering: .releasing)
+        wake.wake()
+    }
+
+    /// Asks the engine thread to reload the pipeline (SIGHUP).
+    public func requestReload() {
+        reloadFlag.store(true, ordering: .releasing)
+        wake.wake()
+    }
+
+    // MARK: - Engine thread
+
+    private func engineMain() {
+        var loop = EngineLoop(daemon: self)
+        loop.run()
+        // Graceful end: the snapshot service keeps answering until here, then stops.
+        service?.requestStop()
+        for p in pulls { p.socket.close() }
+        ack?.close()
+        pub?.close()
+        security?.stop()
+    }
+
+    /// The engine loop's state, kept in one struct so the hot path reads locals, not class fields.
+    struct EngineLoop {
+        let daemon: Daemon
+        let message = Message()
+        var batch = FrameBatch()
+        var poller = Poller()
+        var wakeIndex = 0
+        var pullIndex: [Int] = []
+        var ackIndex: Int?
+        let interval: Int64
+        var nextTick: Int64
+        /// Fire-and-forget records appended but not yet synced.
+        var unsynced = false
+        var nextSync: Int64 = 0
+        let syncEvery: Int64
+        var nextCheckpoint: Int64
+        let checkpointEvery: Int64
+        /// The origin the log's replay state machine holds (`nil` = unknown: write one first).
+        var loggedOrigin: [String]?? = .none
+        var tally = IngestTally()
+        let curve: Bool
+        var storageFailures = 0
+        var lastStorageWarning: Int64 = 0
+
+        init(daemon: Daemon) {
+            self.daemon = daemon
+            interval = daemon.settings.snapshotInterval.microseconds
+            let now = Int64(Clocks.monotonicNanos() / 1_000)
+            nextTick = now + interval
+            syncEvery = max(1_000, daemon.syncInterval.microseconds)
+            checkpointEvery = max(1_000_000, daemon.settings.checkpointInterval.microseconds)
+            nextCheckpoint = now + checkpointEvery
+            curve = daemon.security?.access != nil
+            wakeIndex = poller.add(fileDescriptor: daemon.wake.readFD, .pollIn)
+            pullIndex = daemon.pulls.map { poller.add($0.socket, .pollIn) }
+            if let ack = daemon.ack { ackIndex = poller.add(ack, .pollIn) }
+        }
+
+        mutating func run() {
+            let d = daemon
+            do {
+                while true {
+                    var now = Int64(Clocks.monotonicNanos() / 1_000)
+                    if now >= nextTick {
+                        d.tick()
+                        nextTick += interval
+                        if nextTick <= now { nextTick = now + interval }   // skip missed ticks
+                        continue
+                    }
+                    if unsynced && now >= nextSync { syncLog() }
+                    if now >= nextCheckpoint {
+                        d.checkpoint()
+                        nextCheckpoint = now + checkpointEvery
+                    }
+                    var wait = nextTick - now
+                    if unsynced { wait = min(wait, nextSync - now) }
+                    _ = try poller.poll(timeoutMilliseconds: max(1, Int((wait + 999) / 1_000)))
+                    if poller.revents(wakeIndex).contains(.pollIn) { d.wake.drain() }
+                    if d.stopFlag.load(ordering: .acquiring) { break }
+                    if d.reloadFlag.exchange(false, ordering: .acquiringAndReleasing) {
+                        if unsynced { syncLog() }
+                        d.reload()
+                    }
+                    var any = false
+                    for (i, idx) in pullIndex.enumerated() where poller.revents(idx).contains(.pollIn) {
+                        try drainPull(i, limit: d.settings.drainLimit)
+                        any = true
+                    }
+                    if let ackIndex, poller.revents(ackIndex).contains(.pollIn) {
+                        try drainAck(limit: d.settings.drainLimit)
+                        any = true
+                    }
+                    if any {
+                        now = Int64(Clocks.monotonicNanos() / 1_000)
+                        commit(now: now)
+                    }
+                    d.hooks.loopTurn?()
+                }
+                // Shutdown: take what libzmq already queued (bounded), then the final snapshot.
+                d.hooks.stopping?()
+                let deadline = Int64(Clocks.monotonicNanos() / 1_000) + d.settings.shutdownTimeout.microseconds / 2
+                var drained = 0
+                repeat {
+                    drained = 0
+                    for i in pullIndex.indices { drained += try drainPull(i, limit: d.settings.drainLimit) }
+                    if ackIndex != nil { drained += try drainAck(limit: d.settings.drainLimit) }
+                    if drained > 0 { commit(now: Int64(Clocks.monotonicNanos() / 1_000)) }
+                } while drained > 0 && Int64(Clocks.monotonicNanos() / 1_000) < deadline
+            } catch {
+                d.logger.error("engine loop stopped on a ZeroMQ error: \(error)")
+            }
+            if unsynced { syncLog() }
+            d.tick()   // the final snapshot
+            d.hooks.finalCheckpoint?()
+            d.checkpoint()
+            d.closeState()
+            d.logger.info("tally stopped", metadata: ["seq": "\(d.seq)"])
+        }
+
+        /// Makes the fire-and-forget records durable (the timer side of group commit).
+        mutating func syncLog() {
+            guard let log = daemon.durable?.log else { unsynced = false; return }
+            let t0 = ContinuousClock.now
+            do {
+                try log.sync()
+                daemon.metrics?.walFsync.record(ContinuousClock.now - t0)
+            } catch {
+                storageProblem(error, frames: 0)
+                // The log dropped the unsynced records: its replay state is unknown again.
+                loggedOrigin = .none
+            }
+            unsynced = false
+            nextSync = Int64(Clocks.monotonicNanos() / 1_000) + syncEvery
+        }
+
+        mutating func storageProblem(_ error: DurabilityError, frames: Int) {
+            let d = daemon
+            storageFailures += 1
+            d.stats.withLock {
+                $0.storageErrors &+= 1
+                $0.droppedFrames &+= frames
+            }
+            let now = Int64(Clocks.monotonicNanos() / 1_000)
+            if now - lastStorageWarning >= 5_000_000 {
+                lastStorageWarning = now
+                d.logger.error("the write-ahead log cannot be written: acknowledgements answer storage_unavailable and nothing is applied until it can", metadata: [
+                    "error": "\(error)", "out-of-space": "\(error.isOutOfSpace)", "failures": "\(storageFailures)",
+                ])
+            }
+        }
+
+        /// Receives up to `limit` frames from PULL socket `i` into the batch (no allocation: one
+        /// reused `Message`, one reused buffer). - Returns: frames taken.
+        @discardableResult
+        mutating func drainPull(_ i: Int, limit: Int) throws(ZMQError) -> Int {
+            let d = daemon
+            let socket = d.pulls[i].socket
+            let max = d.settings.maxMessageSize
+            var n = 0
+            // Bounded by frames and by bytes: 4096 batch frames of 28 KB would otherwise copy 113 MB per drain.
+            while n < limit, batch.buffer.count < Daemon.drainBytes, try socket.receive(into: message, flags: .dontWait) {
+                n += 1
+                let size = message.count
+                if size > max {
+                    message.withUnsafeBytes { buf in
+                        d.ledger.recordFrame(code: "too_large", message: "frame of \(size) bytes exceeds --max-message-size \(max)",
+                                             payload: buf, origin: d.pulls[i].origin)
+                    }
+                    continue
+                }
+                message.withUnsafeBytes { batch.append($0, origin: Int32(i), ack: -1) }
+                if curve, let prefixes = d.security?.origin(forUserId: message.property("User-Id")) {
+                    batch.restrictLast(to: prefixes)
+                }
+            }
+            return n
+        }
+
+        /// Receives acknowledged batches `[routing-id, (empty)?, producer-id, sequence, payload]`
+        /// and decides for each: apply (new), answer from the producer table (re-sent), or repeat
+        /// the reply of the same batch pending in this drain.
+        @discardableResult
+        mutating func drainAck(limit: Int) throws(ZMQError) -> Int {
+            let d = daemon
+            guard let socket = d.ack else { return 0 }
+            var n = 0
+            while n < limit, batch.buffer.count < Daemon.drainBytes, let frames = try socket.receiveMultipart(flags: .dontWait) {
+                n += 1
+                guard let request = AckRequest(frames) else {
+                    var parts = Array(frames.prefix(1))
+                    if frames.count > 1, frames[1].count == 0 { parts.append(Message()) }
+                    parts.append(Message(bytes: JSONText.errorObject(
+                        "malformed request: send [producer-id, sequence, payload] (sequence in decimal ASCII)",
+                        code: "bad_request")))
+                    _ = try socket.sendMultipart(parts, flags: .dontWait)
+                    continue
+                }
+                var pending = PendingAck(envelope: request.envelope, sequenceText: request.sequenceText,
+                                         producer: request.producer, sequence: request.sequence,
+                                         frame: -1, cachedReply: nil)
+                if let earlier = batch.pendingByProducer[request.producer] {
+                    let e = batch.pendingAcks[earlier]
+                    if request.sequence == e.sequence {
+                        pending.sameAs = earlier
+                        batch.pendingAcks.append(pending)
+                        continue
+                    }
+                    if request.sequence < e.sequence {
+                        pending.cachedReply = AckStatus.alreadyApplied(lastSequence: e.sequence)
+                        batch.pendingAcks.append(pending)
+                        continue
+                    }
+                } else {
+                    switch d.producers.check(producer: request.producer, sequence: request.sequence) {
+                    case .apply: break
+                    case .resend(let reply):
+                        pending.cachedReply = reply
+                        batch.pendingAcks.append(pending)
+                        continue
+                    case .alreadyApplied(let last):
+                        pending.cachedReply = AckStatus.alreadyApplied(lastSequence: last)
+                        batch.pendingAcks.append(pending)
+                        continue
+                    }
+                }
+                let size = request.payload.count
+                if size > d.settings.maxMessageSize {
+                    var outcome = FrameOutcome()
+                    outcome.payloadError = .init(index: 0, code: "too_large", message: "payload of \(size) bytes exceeds --max-message-size")
+                    pending.cachedReply = AckStatus.json(outcome)
+                    batch.pendingAcks.append(pending)
+                    continue
+                }
+                let ackIdx = Int32(batch.pendingAcks.count)
+                request.payload.withUnsafeBytes { batch.append($0, origin: -1, ack: ackIdx) }
+                if curve, let prefixes = d.security?.origin(forUserId: request.payload.property("User-Id")) {
+                    batch.restrictLast(to: prefixes)
+                }
+                pending.frame = batch.frames.count - 1
+                batch.pendingByProducer[request.producer] = batch.pendingAcks.count
+                batch.pendingAcks.append(pending)
+                batch.needsSync = true
+            }
+            return n
+        }
+
+        /// Logs the drained frames (one write; one fsync when acknowledged batches wait), applies
+        /// them, answers the acknowledged batches, flushes dead letters and updates the counters.
+        mutating func commit(now: Int64) {
+            let d = daemon
+            var storageError: DurabilityError?
+            if let log = d.durable?.log, !batch.frames.isEmpty {
+                storageError = appendToLog(log)
+                if storageError == nil {
+                    if batch.needsSync {
+                        let t0 = ContinuousClock.now
+                        do {
+                            try log.sync()
+                            d.metrics?.walFsync.record(ContinuousClock.now - t0)
+                            unsynced = false
+                            nextSync = now + syncEvery
+                        } catch {
+                            storageError = error
+                            loggedOrigin = .none
+                        }
+                    } else if !unsynced {
+                        unsynced = true
+                        nextSync = now + syncEvery
+                    }
+                }
+                if let storageError { storageProblem(storageError, frames: batch.frames.count) }
+            }
+            var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected = 0, bytes = 0, events = 0
+            let withAcks = !batch.pendingAcks.isEmpty
+            var outcomes: [FrameOutcome?] = withAcks ? Array(repeating: nil, count: batch.frames.count) : []
+            let recordSizes = d.metrics != nil
+            if storageError == nil {
+                batch.buffer.withUnsafeBytes { raw in
+                    for (fi, f) in batch.frames.enumerated() {
+                        let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
+                        var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
+                        if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }
+                        let outcome = d.core.ingest(payload, origin: origin)
+                        accepted &+= outcome.accepted
+                        duplicates &+= outcome.duplicates
+                        unrouted &+= outcome.unrouted
+                        late &+= outcome.late
+                        bytes &+= f.count
+                        let n = outcome.events
+                        events &+= n
+                        if recordSizes { tally.batchSizes.append(n) }
+                        if outcome.payloadError != nil || !outcome.rejected.isEmpty {
+                            rejected &+= outcome.payloadError != nil ? 1 : outcome.rejected.count
+                            if f.ack >= 0 {
+                                origin.label = "ack:" + String(decoding: batch.pendingAcks[Int(f.ack)].producer, as: UTF8.self)
+                            }
+                            d.ledger.record(outcome, payload: payload, origin: origin)
+                        }
+                        if f.ack >= 0 { outcomes[fi] = outcome }
+                    }
+                }
+            }
+            if withAcks, let socket = d.ack {
+                let storageReply = storageError.map { AckStatus.storageError("\($0)") }
+                for i in batch.pendingAcks.indices {
+                    let p = batch.pendingAcks[i]
+                    let reply: [UInt8]
+                    if let cached = p.cachedReply {
+                        reply = cached
+                    } else if p.sameAs >= 0 {
+                        reply = batch.pendingAcks[p.sameAs].reply ?? AckStatus.storageError("not answered")
+                    } else if let storageReply {
+                        reply = storageReply
+                    } else {
+                        reply = AckStatus.json(outcomes[p.frame] ?? FrameOutcome())
+                        d.producers.record(producer: p.producer, sequence: p.sequence, reply: reply)
+                    }
+                    batch.pendingAcks[i].reply = reply
+                    var parts = p.envelope
+                    parts.append(Message(bytes: p.sequenceText))
+                    parts.append(Message(bytes: reply))
+                    do { _ = try socket.sendMultipart(parts, flags: .dontWait) } catch {
+                        d.logger.warning("cannot answer producer \(String(decoding: p.producer, as: UTF8.self)): \(error)")
+                    }
+                }
+            }
+            let frames = batch.frames.count
+            batch.reset()
+            d.ledger.flush()
+            if let metrics = d.metrics {
+                tally.received = events
+                tally.accepted = accepted
+                tally.duplicates = duplicates
+                tally.late = late
+                tally.bytes = bytes
+                metrics.record(tally)
+                tally.reset()
+            }
+            let producerCount = withAcks ? d.producers.count : -1
+            d.stats.withLock { s in
+                s.frames &+= frames
+                s.bytes &+= bytes
+                s.events &+= events
+                s.accepted &+= accepted
+                s.duplicates &+= duplicates
+                s.unrouted &+= unrouted
+                s.late &+= late
+                s.rejected &+= rejected
+                if producerCount >= 0 { s.producers = producerCount }
+            }
+        }
+
+        /// Appends every frame of the drain with one write. - Returns: the error, nothing appended.
+        mutating func appendToLog(_ log: WriteAheadLog) -> DurabilityError? {
+            let receivedAt = Clocks.wallMicros()
+            var origin = loggedOrigin
+            let frames = batch.frames
+            let acks = batch.pendingAcks
+            let restrictions = batch.restrictions
+            let result = batch.buffer.withUnsafeBytes { raw -> DurabilityError? in
+                do throws(DurabilityError) {
+                    try log.append { (b: inout AppendBatch) throws(DurabilityError) in
+                        for f in frames {
+                            let wanted: [String]? = f.restriction >= 0 ? restrictions[Int(f.restriction)] : nil
+                            if origin == .none || origin! != wanted {
+                                try b.meta(OriginRecord.encode(wanted))
+                                origin = .some(wanted)
+                            }
+                            let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
+                            if f.ack >= 0 {
+                                let p = acks[Int(f.ack)]
+                                try p.producer.withUnsafeBytes { id in
+                                    Result { () throws(DurabilityError) in
+                                        try b.batch(producer: id, sequence: p.sequence, payload: payload)
+                                    }
+                                }.get()
+                            } else {
+                                try b.frame(receivedAt: receivedAt, payload: payload)
+                            }
+                        }
+                    }
+                    return nil
+                } catch {
+                    return error
+                }
+            }
+            loggedOrigin = result == nil ? origin : .none
+            return result
+        }
+    }
+
+    // MARK: - Snapshots (engine thread)
+
+    private func tick() {
+        if settings.clock == .wall { core.advance(wallClockMicros: Clocks.wallMicros()) }
+        publishSnapshot()
+        if metrics != nil { reportLabelledCounts() }
+    }
+
+    private func nextSeq() -> UInt64 {
+        if let sequences = durable?.sequences {
+            do {
+                seq = try sequences.next()
+                return seq
+            } catch {
+                logger.error("cannot extend the seq lease (\(error)); continuing in memory")
+            }
+        }
+        seq += 1
+        return seq
+    }
+
+    private func publishSnapshot() {
+        let seq = nextSeq()
+        let out = core.snapshot(seq: seq, publishedAtMicros: Clocks.wallMicros())
+        latest.set(seq: seq, json: out.json)
+        guard let pub else { return }
+        // PUB never blocks: a subscriber past its high-water mark loses messages, nobody waits.
+        do {
+            _ = try pub.sendMultipart([Array("snapshot.\(core.pipelineName)".utf8), out.json], flags: .dontWait)
+            for (id, json) in out.indicators {
+                _ = try pub.sendMultipart([Array("indicator.\(id)".utf8), json], flags: .dontWait)
+            }
+        } catch {
+            logger.error("cannot publish snapshot \(seq): \(error)")
+        }
+        stats.withLock {
+            $0.seq = seq
+            $0.snapshots &+= 1
+        }
+        metrics?.recordSnapshotPublished(seq: seq)
+        hooks.published?(seq)
+    }
+
+    /// Moves the rejected-by-(reason, source) and unrouted-by-(type, source) counts into the
+    /// metrics: once per tick, O(distinct labels), never per event.
+    private func reportLabelledCounts() {
+        guard let metrics else { return }
+        let (_, byKey) = ledger.counts()
+        for (key, count) in byKey {
+            let before = rejectedReported[key] ?? 0
+            if count > before {
+                metrics.recordRejected(reason: key.reason, source: key.source, count: count - before)
+                rejectedReported[key] = count
+            }
+        }
+        for (pair, count) in core.counters.unrouted {
+            let before = unroutedReported[pair] ?? 0
+            if count > before {
+                metrics.recordUnrouted(type: pair.first, source: pair.second, count: count - before)
+                unroutedReported[pair] = count
+            }
+        }
+    }
+
+    // MARK: - Checkpoints and shutdown (engine thread)
+
+    /// Writes a checkpoint (engine + producers + seq) and truncates the log behind it, when the
+    /// core can serialise its state; otherwise only syncs the log (recovery replays all of it).
+    private func checkpoint() {
+        guard let state = durable else { return }
+        guard let engineState = core.checkpoint() else {
+            do { try state.log.sync() } catch { logger.error("cannot sync the write-ahead log: \(error)") }
+            return
+        }
+        let t0 = ContinuousClock.now
+        do {
+            let result = try state.checkpoint(engineState: engineState, producers: producers, snapshotSeq: seq)
+            metrics?.checkpointDuration.record(ContinuousClock.now - t0)
+            metrics?.checkpointBytes.set(Double(result.bytes))
+            logger.info("checkpoint written", metadata: ["path": "\(result.path)", "bytes": "\(result.bytes)"])
+        } catch {
+            logger.error("checkpoint failed, the log is kept: \(error)")
+        }
+    }
+
+    private func closeState() {
+        guard let state = durable else { return }
+        do { try state.close() } catch { logger.error("closing the state directory: \(error)") }
+    }
+
+    // MARK: - Reload (engine thread)
+
+    /// SIGHUP: validates the new pipeline first; on any error the running one stays. The new
+    /// core is rebuilt from the retained log, so unchanged indicators keep their values and an
+    /// added indicator starts from every event still in the log.
+    private func reload() {
+        hooks.reloading?()
+        let began = Clocks.monotonicNanos()
+        do throws(DaemonError) {
+            let fresh: any AggregationCore
+            do { fresh = try core.reloaded() } catch { throw .usage("\(error)") }
+            if let state = durable {
+                guard state.checkpoint == nil, state.log.firstLSN <= 1 else {
+                    throw .runtime("the log no longer starts at the first record (a checkpoint covers part of it); restart tally to load the new pipeline")
+                }
+                var scratch = ProducerTable(capacity: producers.capacity)
+                do {
+                    _ = try Self.replayLog(state.log, after: 0, into: fresh, producers: &scratch) { _ in }
+                } catch {
+                    throw .runtime("rebuilding from the log failed: \(error)")
+                }
+            } else if stats.withLock({ $0.frames }) > 0 {
+                throw .runtime("a reload without --state-dir would lose every count so far: run with --state-dir, or restart")
+            }
+            core = fresh
+            security?.reload()
+            metrics?.recordReload(succeeded: true)
+            logger.info("pipeline reloaded", metadata: [
+                "pipeline": "\(settings.pipelinePath)",
+                "milliseconds": "\((Clocks.monotonicNanos() - began) / 1_000_000)",
+            ])
+        } catch {
+            stats.withLock { $0.reloadFailures &+= 1 }
+            metrics?.recordReload(succeeded: false)
+            logger.error("reload failed, the running pipeline stays: \(error)")
+        }
+        hooks.ready?()
+    }
+}
+
+// MARK: - Origin records
+
+/// The `meta` log record that carries a CURVE producer's allowed `source` prefixes to replay:
+/// `origin-any`, or `origin:` + prefixes separated by newlines. Written only when the origin of
+/// consecutive frames changes, so with CURVE off there is one per run.
+enum OriginRecord {
+    static let any = Array("origin-any".utf8)
+    static let prefix = Array("origin:".utf8)
+
+    static func encode(_ prefixes: [String]?) -> [UInt8] {
+        guard let prefixes else { return any }
+        return prefix + Array(prefixes.joined(separator: "\n").utf8)
+    }
+
+    /// - Returns: `.some(nil)` for any origin, `.some(list)`, or nil for another kind of meta record.
+    static func decode(_ body: ArraySlice<UInt8>) -> [String]?? {
+        if body.elementsEqual(any) { return .some(nil) }
+        guard body.starts(with: prefix) else { return nil }
+        let rest = body.dropFirst(prefix.count)
+        if rest.isEmpty { return .some([]) }
+        return .some(rest.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false).map { String(decoding: $0, as: UTF8.self) })
+    }
+}
+
+// MARK: - Hooks, stats, endpoints, errors
+
+/// Lifecycle callbacks (systemd, watchdog, metrics). Each runs on the engine thread and must not block.
+public struct DaemonHooks: Sendable {
+    /// Sockets bound, state recovered, first snapshot published (`READY=1`); also after a reload.
+    public var ready: (@Sendable () -> Void)?
+    /// Every engine-loop turn (at least once per snapshot interval): the watchdog pings from here.
+    public var loopTurn: (@Sendable () -> Void)?
+    /// A snapshot was published with this `seq`.
+    public var published: (@Sendable (UInt64) -> Void)?
+    /// A reload begins (`RELOADING=1`).
+    public var reloading: (@Sendable () -> Void)?
+    /// The graceful shutdown begins (`STOPPING=1`).
+    public var stopping: (@Sendable () -> Void)?
+    /// After the final snapshot, before the final checkpoint (`EXTEND_TIMEOUT_USEC=`).
+    public var finalCheckpoint: (@Sendable () -> Void)?
+    /// During recovery, every 100,000 records replayed (`EXTEND_TIMEOUT_USEC=`).
+    public var recovering: (@Sendable (UInt64) -> Void)?
+    public init() {}
+}
+
+/// Live counters of the daemon.
+public struct DaemonStats: Sendable {
+    public var frames = 0
+    public var bytes = 0
+    /// Events in applied frames (valid or not).
+    public var events = 0
+    public var accepted = 0
+    public var duplicates = 0
+    public var unrouted = 0
+    public var late = 0
+    /// Rejected events plus rejected whole payloads (each counts once).
+    public var rejected = 0
+    public var seq: UInt64 = 0
+    public var snapshots = 0
+    public var reloadFailures = 0
+    /// Failed log writes or syncs (disk full, I/O error), and the frames not applied because of them.
+    public var storageErrors = 0
+    public var droppedFrames = 0
+    /// Log records replayed at start.
+    public var recoveredRecords = 0
+    /// Acknowledged producers tracked.
+    public var producers = 0
+    public init() {}
+}
+
+/// The endpoints as bound.
+public struct BoundEndpoints: Sendable, Equatable {
+    public var ingest: [String] = []
+    public var ingestAck: String?
+    public var publish: String = ""
+    public var snapshotService: String = ""
+}
+
+/// Why the daemon could not start or run: `usage` maps to exit 2, `runtime` to exit 1.
+public enum DaemonError: Error, CustomStringConvertible, Sendable {
+    case usage(String)
+    case runtime(String)
+
+    public var description: String {
+        switch self {
+        case .usage(let m), .runtime(let m): m
+        }
+    }
+    public var exitCode: Int32 {
+        switch self {
+        case .usage: 2
+        case .runtime: 1
+        }
+    }
+}

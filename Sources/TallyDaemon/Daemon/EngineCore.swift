@@ -1,0 +1,169 @@
+public import Logging
+public import TallyEngine
+
+// MARK: - EngineCore
+
+/// ``AggregationCore`` over `TallyEngine.Engine`: the only place the daemon touches the engine.
+///
+/// Why an adapter: the run loop speaks frames, outcomes and snapshot bytes; the engine speaks
+/// pipelines, reports and `Snapshot` values. Keeping the translation here lets the engine evolve
+/// (checkpoints, reconfiguration) by changing this file alone.
+///
+/// Single owner: every method runs on the engine thread.
+public final class EngineCore: AggregationCore {
+    public let engine: Engine
+    public let settings: RunSettings
+    private let logger: Logger
+    /// `snapshot.<name>` topic bytes, built once.
+    private let indicatorIds: [String]
+
+    /// Loads the pipeline and the opening balances of `settings`.
+    /// - Throws: ``ConfigError`` (exit 2) naming the file, line and column of each pipeline error,
+    ///   or an unreadable/invalid balances file.
+    public init(settings: RunSettings, logger: Logger) throws(ConfigError) {
+        self.settings = settings
+        self.logger = logger
+        let pipeline = try Self.loadPipeline(settings.pipelinePath)
+        engine = Engine(pipeline: pipeline, options: Self.options(settings))
+        indicatorIds = pipeline.indicators.map(\.id)
+        if let balances = settings.balances { try loadBalances(balances) }
+    }
+
+    /// A fresh core on an already validated pipeline (reload), with the same options and balances.
+    private init(settings: RunSettings, logger: Logger, pipeline: Pipeline) throws(ConfigError) {
+        self.settings = settings
+        self.logger = logger
+        engine = Engine(pipeline: pipeline, options: Self.options(settings))
+        indicatorIds = pipeline.indicators.map(\.id)
+        if let balances = settings.balances { try loadBalances(balances) }
+    }
+
+    static func options(_ s: RunSettings) -> EngineOptions {
+        EngineOptions(clock: s.clock == .wall ? .wallClock : .eventTime)
+    }
+
+    /// Loads and compiles a pipeline, turning its diagnostics into one configuration error.
+    public static func loadPipeline(_ path: String) throws(ConfigError) -> Pipeline {
+        do {
+            return try Pipeline.load(path: path)
+        } catch {
+            throw ConfigError(setting: "--pipeline", value: path,
+                              problem: "is not a valid pipeline:\n\(error.description)",
+                              fix: "fix the errors above (run 'tally check \(path)' to see them again)")
+        }
+    }
+
+    /// Applies a JSON-lines file of `tally.balance` events (opening balances).
+    private func loadBalances(_ path: String) throws(ConfigError) {
+        let bytes: [UInt8]
+        do { bytes = try readFileBytes(path) } catch {
+            throw ConfigError(setting: "--balances", value: path, problem: "cannot be read (\(error))",
+                              fix: "give a readable JSON-lines file of tally.balance events")
+        }
+        var lineNumber = 0
+        for line in bytes.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNumber += 1
+            guard line.contains(where: { $0 != 0x20 && $0 != 0x09 && $0 != 0x0D }) else { continue }
+            let report = line.withUnsafeBytes { engine.ingest($0) }
+            if let e = report.payloadError ?? report.rejected.first?.reason {
+                throw ConfigError(setting: "--balances", value: "\(path):\(lineNumber)", problem: "is not a valid balance (\(e.code.rawValue): \(e.message))",
+                                  fix: #"write one {"specversion":"1.0","type":"tally.balance","data":{"indicator":...,"value":...},...} per line"#)
+            }
+        }
+    }
+
+    // MARK: AggregationCore
+
+    public var pipelineName: String { engine.pipeline.name }
+
+    /// - Complexity: O(payload bytes + events × aggregates per type); allocation-free when every
+    ///   event is valid (the report's arrays stay empty).
+    public func ingest(_ payload: UnsafeRawBufferPointer, origin: FrameOrigin) -> FrameOutcome {
+        let report = origin.sourcePrefixes == nil
+            ? engine.ingest(payload)
+            : engine.ingest(payload, origin: Origin(sourcePrefixes: origin.sourcePrefixes))
+        var out = FrameOutcome()
+        out.accepted = report.accepted
+        out.duplicates = report.duplicates
+        out.unrouted = report.unrouted
+        out.late = report.late
+        if !report.rejected.isEmpty {
+            out.rejected.reserveCapacity(report.rejected.count)
+            for r in report.rejected {
+                out.rejected.append(.init(index: r.index, code: r.reason.code.rawValue, message: r.reason.message))
+            }
+        }
+        if let e = report.payloadError {
+            out.payloadError = .init(index: 0, code: e.code.rawValue, message: e.message)
+        }
+        return out
+    }
+
+    public func advance(wallClockMicros: Int64) {
+        engine.advance(wallClock: wallClockMicros)
+    }
+
+    /// - Complexity: O(indicators + groups); the per-indicator messages reuse the full
+    ///   snapshot's `as_of` text.
+    public func snapshot(seq: UInt64, publishedAtMicros: Int64) -> SnapshotOutput {
+        let snap = engine.snapshot()
+        let json = snap.json(seq: seq, publishedAt: publishedAtMicros)
+        let asOf = Self.asOfText(json)
+        var perIndicator: [(id: String, json: [UInt8])] = []
+        perIndicator.reserveCapacity(snap.indicators.count)
+        for ind in snap.indicators {
+            guard let entry = snap.indicatorJSON(ind.id) else { continue }
+            var out: [UInt8] = []
+            out.reserveCapacity(entry.count + ind.id.utf8.count + 96)
+            out.append(contentsOf: #"{"pipeline":"#.utf8)
+            JSONText.appendString(snap.pipeline, to: &out)
+            out.append(contentsOf: #","seq":"#.utf8)
+            JSONText.appendInt(Int(seq), to: &out)
+            out.append(contentsOf: #","as_of":"#.utf8)
+            out.append(contentsOf: asOf)
+            out.append(contentsOf: #","id":"#.utf8)
+            JSONText.appendString(ind.id, to: &out)
+            out.append(contentsOf: #","indicator":"#.utf8)
+            out.append(contentsOf: entry)
+            out.append(UInt8(ascii: "}"))
+            perIndicator.append((ind.id, out))
+        }
+        return SnapshotOutput(json: json, indicators: perIndicator, asOfMicros: snap.asOf)
+    }
+
+    /// The raw `as_of` value (`"..."` or `null`) of a snapshot object written by `Snapshot.json`.
+    static func asOfText(_ json: [UInt8]) -> ArraySlice<UInt8> {
+        let key = Array(#""as_of":"#.utf8)
+        let end = Array(#","published_at""#.utf8)
+        guard let k = json.firstRange(of: key), let e = json[k.upperBound...].firstRange(of: end) else {
+            return ArraySlice(Array("null".utf8))
+        }
+        return json[k.upperBound..<e.lowerBound]
+    }
+
+    /// The engine cannot serialise its state yet (`Engine.checkpoint()` is not written): the
+    /// daemon then keeps the whole log and recovers by replaying it from the start.
+    public func checkpoint() -> [UInt8]? { nil }
+
+    public func restore(from bytes: [UInt8]) throws(DaemonError) {
+        throw .runtime("this engine cannot restore a checkpoint: remove checkpoint-*.bin from the state directory and restart (the log is replayed in full)")
+    }
+
+    /// Re-reads the pipeline file and builds an empty core on it; the daemon replays the log into
+    /// it before switching, so unchanged indicators come back with the same values and added ones
+    /// start from everything retained.
+    public func reloaded() throws(ConfigError) -> any AggregationCore {
+        let pipeline = try Self.loadPipeline(settings.pipelinePath)
+        return try EngineCore(settings: settings, logger: logger, pipeline: pipeline)
+    }
+
+    public var counters: CoreCounters {
+        let s = engine.stats
+        var c = CoreCounters()
+        c.accepted = s.accepted
+        c.duplicates = s.duplicates
+        c.late = s.late
+        for (k, v) in s.unrouted { c.unrouted[.init(first: k.first, second: k.second)] = v }
+        return c
+    }
+}

@@ -1,0 +1,122 @@
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+// MARK: - Dedicated threads
+
+/// Starts `body` on a new detached POSIX thread (`name` is kept for diagnostics).
+///
+/// Why not the cooperative pool: the engine and the snapshot service block in `zmq_poll`, and
+/// Swift concurrency's pool must never block on ZeroMQ.
+/// - Returns: a ``Completion`` that fires when `body` returns.
+@discardableResult
+func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> Completion {
+    let completion = Completion()
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        let name: String
+        let completion: Completion
+        init(_ body: @escaping @Sendable () -> Void, _ name: String, _ completion: Completion) {
+            self.body = body
+            self.name = name
+            self.completion = completion
+        }
+    }
+    let box = Unmanaged.passRetained(Box(body, name, completion)).toOpaque()
+    var attr = pthread_attr_t()
+    pthread_attr_init(&attr)
+    pthread_attr_setdetachstate(&attr, Int32(PTHREAD_CREATE_DETACHED))
+    var tid = pthread_t()
+    let rc = pthread_create(&tid, &attr, { raw in
+        let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        box.body()
+        box.completion.fire()
+        return nil
+    }, box)
+    pthread_attr_destroy(&attr)
+    precondition(rc == 0, "pthread_create failed: \(rc)")
+    return completion
+}
+
+/// A one-shot event: awaited by async code and by threads alike.
+public final class Completion: Sendable {
+    private let state = Mutex<(fired: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    public init() {}
+
+    /// Fires once; later calls do nothing.
+    public func fire() {
+        let waiters = state.withLock { s -> [CheckedContinuation<Void, Never>] in
+            guard !s.fired else { return [] }
+            s.fired = true
+            defer { s.waiters = [] }
+            return s.waiters
+        }
+        for w in waiters { w.resume() }
+    }
+
+    public var isFired: Bool { state.withLock { $0.fired } }
+
+    /// Suspends until fired.
+    public func wait() async {
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { s -> Bool in
+                if s.fired { return true }
+                s.waiters.append(c)
+                return false
+            }
+            if now { c.resume() }
+        }
+    }
+
+    /// Blocks the calling thread (never a pool thread) until fired or `timeout` passes.
+    /// - Returns: whether it fired.
+    public func waitBlocking(timeout: Duration) -> Bool {
+        let deadline = ContinuousClock.now + timeout
+        while !isFired {
+            if ContinuousClock.now >= deadline { return false }
+            usleep(1_000)
+        }
+        return true
+    }
+}
+
+// MARK: - Wake pipe
+
+/// A self-pipe: another thread writes a byte to wake `zmq_poll` on the read end at once
+/// (stop, reload), so the engine loop never needs a short poll timeout to notice them.
+final class WakePipe: Sendable {
+    let readFD: Int32
+    let writeFD: Int32
+
+    init() {
+        var fds: [Int32] = [-1, -1]
+        let rc = fds.withUnsafeMutableBufferPointer { pipe($0.baseAddress!) }
+        precondition(rc == 0, "pipe() failed: errno \(errno)")
+        readFD = fds[0]
+        writeFD = fds[1]
+        for fd in fds {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+    }
+
+    deinit {
+        close(readFD)
+        close(writeFD)
+    }
+
+    /// Async-signal-safe and thread-safe.
+    func wake() {
+        var b: UInt8 = 1
+        _ = write(writeFD, &b, 1)
+    }
+
+    func drain() {
+        var buf = [UInt8](repeating: 0, count: 64)
+        while buf.withUnsafeMutableBytes({ read(readFD, $0.baseAddress, 64) }) > 0 {}
+    }
+}

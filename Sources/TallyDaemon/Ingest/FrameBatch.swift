@@ -1,0 +1,166 @@
+import ZeroMQ
+
+// MARK: - FrameBatch
+
+/// The frames of one engine-loop drain, copied into one reused buffer.
+///
+/// Why a copy: the write-ahead log appends the whole drain with one `write` before anything is
+/// applied, and the acknowledged path must hold its payloads until the group `fsync`. One
+/// `memcpy` per frame into a buffer that keeps its capacity costs far less than a syscall per
+/// frame, and nothing is allocated per frame once the buffer has grown.
+struct FrameBatch {
+    struct Frame {
+        var offset: Int
+        var count: Int
+        /// Index of the PULL socket it came from, or -1 for the acknowledged path.
+        var origin: Int32
+        /// Index into ``pendingAcks`` for an acknowledged payload, else -1.
+        var ack: Int32
+        /// Index into ``restrictions`` (the CURVE producer's allowed `source` prefixes), or -1
+        /// for the socket's default origin.
+        var restriction: Int32 = -1
+    }
+
+    var buffer: [UInt8] = []
+    var frames: [Frame] = []
+    var pendingAcks: [PendingAck] = []
+    /// Allowed-source lists of CURVE producers seen in this drain (empty with CURVE off).
+    var restrictions: [[String]] = []
+    /// Per producer, the newest pending (not yet durable) ack of this drain: a batch re-sent
+    /// within the same drain is answered with that one's reply instead of being applied twice.
+    var pendingByProducer: [[UInt8]: Int] = [:]
+    /// Whether any acknowledged batch of this drain needs the group `fsync`.
+    var needsSync = false
+
+    init() {
+        buffer.reserveCapacity(1 << 20)
+        frames.reserveCapacity(4096)
+    }
+
+    /// - Complexity: O(n) copy; amortised allocation-free.
+    @inline(__always)
+    mutating func append(_ bytes: UnsafeRawBufferPointer, origin: Int32, ack: Int32) {
+        frames.append(Frame(offset: buffer.count, count: bytes.count, origin: origin, ack: ack))
+        buffer.append(contentsOf: bytes)
+    }
+
+    /// Attaches a CURVE producer's allowed prefixes to the frame just appended.
+    mutating func restrictLast(to prefixes: [String]) {
+        if let i = restrictions.lastIndex(of: prefixes) {
+            frames[frames.count - 1].restriction = Int32(i)
+        } else {
+            restrictions.append(prefixes)
+            frames[frames.count - 1].restriction = Int32(restrictions.count - 1)
+        }
+    }
+
+    mutating func reset() {
+        buffer.removeAll(keepingCapacity: true)
+        frames.removeAll(keepingCapacity: true)
+        pendingAcks.removeAll(keepingCapacity: true)
+        if !restrictions.isEmpty { restrictions.removeAll(keepingCapacity: true) }
+        if !pendingByProducer.isEmpty { pendingByProducer.removeAll(keepingCapacity: true) }
+        needsSync = false
+        // A one-off huge drain (e.g. 16 MiB frames) must not pin its memory forever.
+        if buffer.capacity > 64 << 20 { buffer = []; buffer.reserveCapacity(1 << 20) }
+    }
+}
+
+// MARK: - Acknowledged ingest
+
+/// An acknowledged batch waiting for its reply.
+struct PendingAck {
+    /// The routing id and, for REQ peers, the empty delimiter.
+    var envelope: [Message]
+    var sequenceText: [UInt8]
+    var producer: [UInt8]
+    var sequence: UInt64
+    /// Index of its payload in the batch's frames, or -1 when answered from `cachedReply`.
+    var frame: Int
+    /// The reply when it is known without applying (a re-sent sequence, an oversized payload).
+    var cachedReply: [UInt8]?
+    /// Index of an earlier pending ack of the same drain whose reply this one repeats, or -1.
+    var sameAs: Int = -1
+    /// Filled after the apply: what is answered.
+    var reply: [UInt8]? = nil
+}
+
+/// `[routing-id, (empty delimiter)?, producer-id, sequence, payload]` as received by the ROUTER.
+struct AckRequest {
+    var envelope: [Message]
+    var producer: [UInt8]
+    var sequence: UInt64
+    var sequenceText: [UInt8]
+    var payload: Message
+
+    /// - Returns: `nil` when the frames do not have that shape (answered with an error object).
+    init?(_ frames: [Message]) {
+        guard frames.count >= 4 else { return nil }
+        var body = frames[1...]
+        envelope = [frames[0]]
+        if body.first!.count == 0 {
+            envelope.append(Message())
+            body = body.dropFirst()
+        }
+        guard body.count == 3 else { return nil }
+        let p = body[body.startIndex], s = body[body.startIndex + 1]
+        producer = p.bytes
+        sequenceText = s.bytes
+        guard !producer.isEmpty, producer.count <= 256,
+              sequenceText.count <= 20, !sequenceText.isEmpty,
+              sequenceText.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }),
+              let seq = UInt64(String(decoding: sequenceText, as: UTF8.self)) else { return nil }
+        sequence = seq
+        payload = body[body.startIndex + 2]
+    }
+}
+
+/// The status object answered for an acknowledged batch:
+/// `{"accepted":98,"duplicates":0,"unrouted":1,"late":0,"rejected":[{"index":7,"reason":"bad_time","message":"..."}]}`,
+/// with `"payload_error":{"reason":...,"message":...}` instead when the payload as a whole was unusable.
+enum AckStatus {
+    static func json(_ o: FrameOutcome) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(96 + o.rejected.count * 64)
+        out.append(contentsOf: #"{"accepted":"#.utf8); JSONText.appendInt(o.accepted, to: &out)
+        out.append(contentsOf: #","duplicates":"#.utf8); JSONText.appendInt(o.duplicates, to: &out)
+        out.append(contentsOf: #","unrouted":"#.utf8); JSONText.appendInt(o.unrouted, to: &out)
+        out.append(contentsOf: #","late":"#.utf8); JSONText.appendInt(o.late, to: &out)
+        out.append(contentsOf: #","rejected":["#.utf8)
+        for (i, r) in o.rejected.enumerated() {
+            if i > 0 { out.append(UInt8(ascii: ",")) }
+            out.append(contentsOf: #"{"index":"#.utf8); JSONText.appendInt(r.index, to: &out)
+            out.append(contentsOf: #","reason":"#.utf8); JSONText.appendString(r.code, to: &out)
+            out.append(contentsOf: #","message":"#.utf8); JSONText.appendString(r.message, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "]"))
+        if let e = o.payloadError {
+            out.append(contentsOf: #","payload_error":{"reason":"#.utf8); JSONText.appendString(e.code, to: &out)
+            out.append(contentsOf: #","message":"#.utf8); JSONText.appendString(e.message, to: &out)
+            out.append(UInt8(ascii: "}"))
+        }
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+}
+
+extension AckStatus {
+    /// The answer to a batch older than the producer's newest durable one: only the newest reply
+    /// is kept, so the original counts are not repeated; nothing is applied.
+    static func alreadyApplied(lastSequence: UInt64) -> [UInt8] {
+        var out = Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"already_applied":true,"last_sequence":"#.utf8)
+        JSONText.appendInt(lastSequence, to: &out)
+        out.append(UInt8(ascii: "}"))
+        return out
+    }
+
+    /// The answer when the batch could not be made durable (disk full, I/O error): nothing was
+    /// applied and nothing recorded, so the producer must re-send the same sequence later.
+    static func storageError(_ message: String) -> [UInt8] {
+        var out = Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"error":{"reason":"storage_unavailable","message":"#.utf8)
+        JSONText.appendString(message, to: &out)
+        out.append(contentsOf: #","retry":true}}"#.utf8)
+        return out
+    }
+}
