@@ -220,14 +220,18 @@ struct ProxyTests {
         let back = try Socket(context, .push)
         let inbound = try bindFresh(front, .inproc)
         let outbound = try bindFresh(back, .inproc)
-        async let stopped = onThread { () -> ZMQError? in
+        // The proxy thread is started synchronously (not as an `async let` child task) so the test
+        // does not depend on the cooperative pool having a free thread while other suites run.
+        let stopped = ProxyOutcome()
+        let proxyThread = Thread {
             do throws(ZMQError) {
                 try Proxy.run(frontend: front, backend: back)
-                return nil
+                stopped.finish(nil)
             } catch {
-                return error
+                stopped.finish(error)
             }
         }
+        proxyThread.start()
         let received = try await onThread { () -> String? in
             let producer = try makeSocket(context, .push)
             let consumer = try makeSocket(context, .pull)
@@ -238,6 +242,30 @@ struct ProxyTests {
         }
         #expect(received == "via proxy")
         context.shutdown()
-        #expect(try await stopped == .terminated)
+        #expect(stopped.wait(seconds: 10) == .terminated)
+    }
+}
+
+/// The proxy thread's result, handed over under a condition variable.
+private final class ProxyOutcome: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var done = false
+    private var error: ZMQError?
+
+    func finish(_ error: ZMQError?) {
+        condition.lock()
+        self.error = error
+        done = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// The error the proxy stopped with, or nil if it returned normally or did not stop in time.
+    func wait(seconds: Double) -> ZMQError? {
+        condition.lock()
+        defer { condition.unlock() }
+        let deadline = Date(timeIntervalSinceNow: seconds)
+        while !done { if !condition.wait(until: deadline) { return nil } }
+        return error
     }
 }
