@@ -59,6 +59,7 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
+            exclude: ["Security/README.md", "Security/RESULTS.md"],
             swiftSettings: strict
         ),
         .executableTarget(
