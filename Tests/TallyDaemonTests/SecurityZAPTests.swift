@@ -19,7 +19,7 @@ struct SecurityZAPTests {
         let received = try await SecuritySupport.onThread { () throws -> [(String, String?)] in
             let pull = try Socket(setup.context, .pull)
             try pull.set(.linger, 0)
-            try setup.security.configure(socket: pull, role: .ingest)
+            try setup.security.configure(socket: pull, role: .ingest, monitorHandshakes: true)
             try pull.bind("tcp://127.0.0.1:*")
             let endpoint = try pull.lastEndpoint
             #expect(try pull.get(.mechanism) == 2)   // CURVE

@@ -187,10 +187,12 @@ public final class Security: Sendable {
     /// Makes `socket` a CURVE server for `role`'s endpoint (server keys + ZAP domain); a no-op with
     /// CURVE off. Call before `bind`, on the thread that owns the socket.
     ///
-    /// `monitorHandshakes` (default) also counts handshakes that fail before ZAP (clients with no
-    /// key or the wrong server key) via the socket's monitor; pass `false` if the daemon puts its
-    /// own monitor on this socket (libzmq allows one per socket).
-    public func configure(socket: Socket, role: EndpointRole, monitorHandshakes: Bool = true) throws(ZMQError) {
+    /// `monitorHandshakes: true` also counts (in ``rejectedHandshakes``, the metric and the log)
+    /// handshakes that fail before ZAP (clients with no key or the wrong server key) through the
+    /// socket's monitor. Off by default because libzmq allows one monitor per socket and the daemon's
+    /// own connection monitor already watches `handshakeFailed`; turn it on only for a socket that
+    /// has no other monitor.
+    public func configure(socket: Socket, role: EndpointRole, monitorHandshakes: Bool = false) throws(ZMQError) {
         guard let cert = serverCertificate, let secret = cert.secretKey else { return }
         try socket.set(.curveServer, true)
         try socket.set(.curveSecretKey, secret)
