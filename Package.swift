@@ -62,6 +62,7 @@ let package = Package(
                 .product(name: "Yams", package: "Yams"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
+            exclude: ["Security/README.md", "Security/RESULTS.md"],
             swiftSettings: strict
         ),
         .executableTarget(

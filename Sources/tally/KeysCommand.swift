@@ -18,7 +18,7 @@ struct KeysCommand: ParsableCommand {
             A producer: tally keys generate hanoi --dir keys --role producer --sources /province/hanoi
                         then copy keys/hanoi.key (never the .key_secret) into the server's --authorized-keys directory.
             """,
-        subcommands: [Generate.self, Show.self]
+        subcommands: [Generate.self, Show.self, Bench.self]
     )
 
     struct Generate: ParsableCommand {
@@ -96,6 +96,33 @@ extension CertificateError {
         switch problem {
         case .badName, .exists, .badMetadata: return true
         default: return false
+        }
+    }
+}
+
+// MARK: - tally keys bench
+
+extension KeysCommand {
+    /// `tally keys bench`: what CURVE costs here (events/s, CURVE on vs off, same run).
+    struct Bench: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Measure ingest throughput over loopback TCP with CURVE on and off (same run).")
+
+        @Option(help: "Events per measurement.")
+        var events = 1_000_000
+
+        @Option(help: "Events per frame (JSON batch).")
+        var batch = 100
+
+        @Option(help: "Alternating off/on rounds; the best of each is reported.")
+        var rounds = 2
+
+        func run() throws {
+            let results = try CurveBenchmark.run(events: events, batch: batch, rounds: rounds)
+            for r in results { print(r) }
+            let off = results.filter { !$0.curve }.map(\.eventsPerSecond).max() ?? 0
+            let on = results.filter(\.curve).map(\.eventsPerSecond).max() ?? 0
+            print("best: off \(Int(off)) events/s, on \(Int(on)) events/s, CURVE keeps \(Int((on / off * 100).rounded()))% (batch \(batch))")
         }
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import Synchronization
 import Testing
+import TallyEngine
 import ZeroMQ
 @testable import TallyDaemon
 
@@ -18,7 +19,7 @@ struct SecurityZAPTests {
         let received = try await SecuritySupport.onThread { () throws -> [(String, String?)] in
             let pull = try Socket(setup.context, .pull)
             try pull.set(.linger, 0)
-            try setup.security.configure(socket: pull, role: .ingest)
+            try setup.security.configure(socket: pull, role: .ingest, monitorHandshakes: true)
             try pull.bind("tcp://127.0.0.1:*")
             let endpoint = try pull.lastEndpoint
             #expect(try pull.get(.mechanism) == 2)   // CURVE
@@ -54,8 +55,9 @@ struct SecurityZAPTests {
         let seen = rejections.withLock { $0 }
         #expect(seen.contains { $0.reason == .unknownKey && $0.domain == "ingest" })
         #expect(seen.contains { $0.reason == .wrongRole("reader") })
-        #expect(setup.security.rejectedHandshakes >= 2)
-        #expect(seen.allSatisfy { $0.publicKey != nil })
+        #expect(seen.contains { $0.reason.code == "handshake_failed" && $0.publicKey == nil })   // the client with no key
+        #expect(setup.security.rejectedHandshakes >= 3)
+        #expect(seen.filter { $0.reason.code != "handshake_failed" }.allSatisfy { $0.publicKey != nil })
     }
 
     @Test("pyzmq clients with allowed, unknown, wrong-role and no keys against CURVE publish, snapshot and ingest endpoints")
@@ -164,4 +166,51 @@ struct SecurityZAPTests {
 private final class SocketsBox: @unchecked Sendable {
     let sockets: [Socket]
     init(_ sockets: [Socket]) { self.sockets = sockets }
+}
+
+@Suite("Security: sources bound to keys")
+struct SecuritySourceTests {
+    static let pipelinePath: String = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+        .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Pipelines/national-dx.yaml").path
+
+    static func event(id: String, source: String) -> String {
+        #"{"specversion":"1.0","id":"\#(id)","source":"\#(source)","type":"ndxp.transaction","time":"2024-04-30T10:00:00+07:00","data":{"endpoint":"e","consumer":"c","provider":"p","status":"ok"}}"#
+    }
+
+    @Test("a producer key sending another agency's source over CURVE has those events rejected source_not_allowed")
+    func forgedSourceRejected() async throws {
+        let setup = try SecuritySupport.setup(clients: [("hanoi", .producer, ["/province/hanoi"]),
+                                                        ("hcm", .producer, ["/province/hcm"])])
+        defer { setup.close() }
+        let batch = "[" + Self.event(id: "1", source: "/province/hanoi/dvc")
+            + "," + Self.event(id: "2", source: "/province/hcm/dvc") + "]"
+
+        // The daemon side: a CURVE PULL socket; frames go to the engine with the key's origin.
+        let pull = try await SecuritySupport.onThread { () throws -> Socket in
+            let pull = try Socket(setup.context, .pull)
+            try pull.set(.linger, 0)
+            try setup.security.configure(socket: pull, role: .ingest)
+            try pull.bind("tcp://127.0.0.1:*")
+            return pull
+        }
+        let endpoint = try pull.lastEndpoint
+
+        let sent = try await SecuritySupport.peer(["push", endpoint, setup.server.publicKey.z85,
+                                                   setup.secretPath("hanoi"), batch])
+        #expect(sent.status == 0, "\(sent.stderr)")
+        let frame = try await SecuritySupport.onThread { () throws -> (String, String?)? in
+            try pull.set(.receiveTimeout, 3000)
+            defer { pull.close() }
+            return try pull.receive().map { ($0.string, $0.property("User-Id")) }
+        }
+        let (payload, userId) = try #require(frame)
+        #expect(userId == "hanoi")
+
+        let engine = Engine(pipeline: try Pipeline.load(path: Self.pipelinePath))
+        let origin = Origin(sourcePrefixes: setup.security.origin(forUserId: userId))
+        let report = engine.ingest(Array(payload.utf8), origin: origin)
+        #expect(report.accepted == 1)
+        #expect(report.rejected.map(\.index) == [1])
+        #expect(report.rejected.first?.reason.code == .sourceNotAllowed)
+    }
 }

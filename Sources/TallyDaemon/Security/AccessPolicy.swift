@@ -95,6 +95,9 @@ public struct AccessPolicy: Sendable {
         case notCurve(String)
         case unknownDomain(String)
         case malformedRequest
+        /// The handshake failed before ZAP (no key / NULL mechanism, wrong server key); the value is
+        /// libzmq's `ZMQ_PROTOCOL_ERROR_*` code, 0 when it gave none.
+        case handshakeFailed(UInt32)
 
         /// A stable label for metrics.
         public var code: String {
@@ -104,6 +107,7 @@ public struct AccessPolicy: Sendable {
             case .notCurve: return "not_curve"
             case .unknownDomain: return "unknown_domain"
             case .malformedRequest: return "malformed_request"
+            case .handshakeFailed: return "handshake_failed"
             }
         }
 
@@ -114,6 +118,8 @@ public struct AccessPolicy: Sendable {
             case .notCurve(let m): return "mechanism \(m) is not CURVE"
             case .unknownDomain(let d): return "unknown ZAP domain '\(d)'"
             case .malformedRequest: return "malformed ZAP request"
+            case .handshakeFailed(let code):
+                return "handshake failed before authentication (no CURVE key, or the wrong server key; libzmq code 0x\(String(code, radix: 16)))"
             }
         }
     }

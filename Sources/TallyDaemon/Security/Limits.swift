@@ -1,3 +1,5 @@
+public import TallyEngine
+
 // MARK: - Limits
 
 /// Every bound the daemon puts on input, in one place, with its default and why.
@@ -34,6 +36,18 @@ public struct Limits: Sendable, Equatable {
     public var rateLimit: RateLimit?
 
     public init() {}
+
+    /// The decoder's share of these limits, for `EventDecoder(limits:)` / the engine's options.
+    public var decodeLimits: DecodeLimits {
+        var d = DecodeLimits()
+        d.maxDepth = maxJSONDepth
+        d.maxStringLength = maxStringLength
+        d.maxEventsPerBatch = maxEventsPerBatch
+        return d
+    }
+
+    /// The reason code for a frame refused by ``rateLimit`` (not a decoder code: the daemon adds it).
+    public static let rateLimitedCode = RejectReason.Code(rawValue: "rate_limited")
 
     /// Rejects nonsensical values with a message naming the setting (exit 2).
     public func validate() throws(SecurityConfigError) {

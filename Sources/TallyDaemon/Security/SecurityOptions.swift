@@ -185,13 +185,20 @@ public final class Security: Sendable {
     }
 
     /// Makes `socket` a CURVE server for `role`'s endpoint (server keys + ZAP domain); a no-op with
-    /// CURVE off. Call before `bind`.
-    public func configure(socket: Socket, role: EndpointRole) throws(ZMQError) {
+    /// CURVE off. Call before `bind`, on the thread that owns the socket.
+    ///
+    /// `monitorHandshakes: true` also counts (in ``rejectedHandshakes``, the metric and the log)
+    /// handshakes that fail before ZAP (clients with no key or the wrong server key) through the
+    /// socket's monitor. Off by default because libzmq allows one monitor per socket and the daemon's
+    /// own connection monitor already watches `handshakeFailed`; turn it on only for a socket that
+    /// has no other monitor.
+    public func configure(socket: Socket, role: EndpointRole, monitorHandshakes: Bool = false) throws(ZMQError) {
         guard let cert = serverCertificate, let secret = cert.secretKey else { return }
         try socket.set(.curveServer, true)
         try socket.set(.curveSecretKey, secret)
         try socket.set(.curvePublicKey, cert.publicKey)
         try socket.set(.zapDomain, role.zapDomain)
+        if monitorHandshakes { try zap?.watch(socket, role: role) }
     }
 
     /// The allowed source prefixes for a frame's `User-Id` (see ``AccessPolicy/origin(forUserId:)``);

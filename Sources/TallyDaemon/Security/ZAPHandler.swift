@@ -50,6 +50,9 @@ public final class ZAPHandler: Sendable {
     private let rejected = Atomic<Int>(0)
     private let accepted = Atomic<Int>(0)
     private let rejectHook: Mutex<(@Sendable (HandshakeRejection) -> Void)?> = Mutex(nil)
+    /// Monitor endpoints registered by ``watch(_:role:)``, picked up by the handler thread.
+    private let pendingMonitors = Mutex<[(endpoint: String, domain: String)]>([])
+    private let monitorSerial = Atomic<Int>(0)
     /// Log at most this many rejections per window; the rest are summarised at the next line.
     private let logBudget: Int
     private let logWindowNanos: UInt64
@@ -89,6 +92,18 @@ public final class ZAPHandler: Sendable {
         rejectHook.withLock { $0 = hook }
     }
 
+    /// Also counts handshakes that never reach ZAP: a client with no key (NULL mechanism against a
+    /// CURVE server) or with the wrong server key fails in the protocol layer, which only the
+    /// socket's monitor reports. Call from the thread that owns `socket` (before `bind`).
+    ///
+    /// This takes the socket's one monitor slot (`zmq_socket_monitor`): a caller that needs its own
+    /// monitor on the socket must not call this.
+    public func watch(_ socket: Socket, role: EndpointRole) throws(ZMQError) {
+        let endpoint = "inproc://tally-zap-monitor-\(ObjectIdentifier(self).hashValue)-\(monitorSerial.add(1, ordering: .relaxed).newValue)"
+        try socket.monitor([.handshakeFailedNoDetail, .handshakeFailedProtocol], endpoint: endpoint)
+        pendingMonitors.withLock { $0.append((endpoint, role.zapDomain)) }
+    }
+
     /// Stops the thread and closes the socket; returns once it is closed (at most ~200 ms).
     /// Idempotent. After this, CURVE handshakes on the context fail (no handler answers).
     public func stop() {
@@ -101,22 +116,44 @@ public final class ZAPHandler: Sendable {
     private func run(_ socket: Socket) {
         var throttle = LogThrottle(budget: logBudget, windowNanos: logWindowNanos)
         var counters: [String: Counter] = [:]
+        var monitors: [(receiver: MonitorReceiver, domain: String)] = []
+        var poller = Poller()
+        poller.add(socket, .pollIn)
+        defer { for m in monitors { m.receiver.socket.close() } }
         while !stopFlag.load(ordering: .acquiring) {
-            let request: [Message]
-            do {
-                guard let parts = try socket.receiveMultipart() else { continue }
-                request = parts
-            } catch {
-                if error == .terminated { return }
-                logger.error("ZAP handler receive failed", metadata: ["error": "\(error)"])
-                continue
+            let pending: [(endpoint: String, domain: String)] = pendingMonitors.withLock { list in
+                let taken = list
+                list.removeAll()
+                return taken
             }
-            let reply = answer(request, throttle: &throttle, counters: &counters)
+            for item in pending {
+                let receiver: MonitorReceiver
+                do {
+                    receiver = try MonitorReceiver(context: socket.context, endpoint: item.endpoint)
+                    try receiver.socket.set(SocketOption<Int32>.linger, 0)
+                } catch {
+                    logger.error("cannot watch handshakes on \(item.domain): \(error)")
+                    continue
+                }
+                monitors.append((receiver, item.domain))
+                poller.add(receiver.socket, .pollIn)
+            }
             do {
-                _ = try socket.sendMultipart(reply)
+                guard try poller.poll(timeoutMilliseconds: 200) > 0 else { continue }
+                while let request = try socket.receiveMultipart(flags: .dontWait) {
+                    let reply = answer(request, throttle: &throttle, counters: &counters)
+                    _ = try socket.sendMultipart(reply)
+                }
+                for (receiver, domain) in monitors {
+                    while let event = try? receiver.next(flags: .dontWait) {
+                        record(HandshakeRejection(domain: domain, address: event.endpoint, publicKey: nil,
+                                                  reason: .handshakeFailed(event.value)),
+                               throttle: &throttle, counters: &counters)
+                    }
+                }
             } catch {
                 if error == .terminated { return }
-                logger.error("ZAP handler reply failed", metadata: ["error": "\(error)"])
+                logger.error("ZAP handler failed to serve a request", metadata: ["error": "\(error)"])
             }
         }
     }
@@ -155,27 +192,32 @@ public final class ZAPHandler: Sendable {
             accepted.add(1, ordering: .relaxed)
             return reply(id: id, status: "200", text: "OK", userId: entry.name)
         case .denied(let reason):
-            rejected.add(1, ordering: .relaxed)
-            let rejection = HandshakeRejection(domain: domain, address: address, publicKey: key?.z85, reason: reason)
-            let label = domain + "|" + reason.code
-            let counter = counters[label] ?? {
-                let c = Counter(label: "tally_handshakes_rejected_total",
-                                dimensions: [("endpoint", domain), ("reason", reason.code)])
-                if counters.count < 256 { counters[label] = c }
-                return c
-            }()
-            counter.increment()
-            if let hook = rejectHook.withLock({ $0 }) { hook(rejection) }
-            switch throttle.admit(now: DispatchTime.now().uptimeNanoseconds) {
-            case .log(let suppressed):
-                var metadata: Logger.Metadata = ["endpoint": "\(domain)", "peer": "\(address)",
-                                                 "key": "\(key?.z85 ?? "-")", "reason": "\(reason.code)"]
-                if suppressed > 0 { metadata["suppressed_since_last"] = "\(suppressed)" }
-                logger.warning("handshake refused: \(reason)", metadata: metadata)
-            case .suppress:
-                break
-            }
+            record(HandshakeRejection(domain: domain, address: address, publicKey: key?.z85, reason: reason),
+                   throttle: &throttle, counters: &counters)
             return reply(id: id, status: "400", text: reason.description, userId: "")
+        }
+    }
+
+    /// Counts, reports and (within the log budget) logs one refused handshake.
+    private func record(_ rejection: HandshakeRejection, throttle: inout LogThrottle, counters: inout [String: Counter]) {
+        rejected.add(1, ordering: .relaxed)
+        let label = rejection.domain + "|" + rejection.reason.code
+        let counter = counters[label] ?? {
+            let c = Counter(label: "tally_handshakes_rejected_total",
+                            dimensions: [("endpoint", rejection.domain), ("reason", rejection.reason.code)])
+            if counters.count < 256 { counters[label] = c }
+            return c
+        }()
+        counter.increment()
+        if let hook = rejectHook.withLock({ $0 }) { hook(rejection) }
+        switch throttle.admit(now: DispatchTime.now().uptimeNanoseconds) {
+        case .log(let suppressed):
+            var metadata: Logger.Metadata = ["endpoint": "\(rejection.domain)", "peer": "\(rejection.address)",
+                                             "key": "\(rejection.publicKey ?? "-")", "reason": "\(rejection.reason.code)"]
+            if suppressed > 0 { metadata["suppressed_since_last"] = "\(suppressed)" }
+            logger.warning("handshake refused: \(rejection.reason)", metadata: metadata)
+        case .suppress:
+            break
         }
     }
 
