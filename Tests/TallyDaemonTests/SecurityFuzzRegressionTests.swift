@@ -76,30 +76,43 @@ struct SecurityFuzzRegressionTests {
     }
 }
 
-/// Fuzzer findings that still crash, each replayed in a child process (a Swift Testing exit test),
-/// so the finding is pinned without taking the test run down with it.
-@Suite("Security: open fuzz findings")
-struct SecurityOpenFuzzFindingsTests {
+/// Fuzzer findings, fixed, replayed in a child process (a Swift Testing exit test) so that a
+/// regression is a failed test rather than a crashed test run.
+@Suite("Security: fixed fuzz findings")
+struct SecurityFixedFuzzFindingsTests {
     /// Found by `Fuzz/run.sh 60` (pipeline target): deeply nested YAML flow mappings (~5 000 under
-    /// ASan, ~200 000 without) overflow the stack in Yams' recursive `Parser.loadNode`/`loadMapping`, so `Pipeline.parse` (and thus
-    /// `tally check` / `tally run --pipeline`, SIGHUP reload) dies by SIGSEGV instead of reporting a
-    /// diagnostic. Fix belongs in `Pipeline.parse`: refuse nesting deeper than a bound before Yams.
-    /// Marked a known issue until then; when fixed, the known issue stops occurring and this test
-    /// fails, prompting removal of `withKnownIssue`.
+    /// ASan, ~200 000 without) overflowed the stack in Yams' recursive `Parser.loadNode`, so
+    /// `Pipeline.parse` (and `tally check`, `tally run --pipeline`, a SIGHUP reload) died by SIGSEGV.
+    /// Fixed by `NestingGuard` in `Pipeline.parse`, which refuses more than 64 levels first.
     @Test("a pipeline with thousands of nested flow mappings is refused with a diagnostic, not a stack overflow")
     func deepNestingDoesNotCrash() async {
-        await withKnownIssue("Pipeline.parse has no nesting bound: Yams recurses per level (open finding)") {
-            await #expect(processExitsWith: .success) {
-                // The finding (Fuzz/findings/pipeline-stack-overflow-deep-nesting.yaml) overflows under
-                // ASan's larger frames; without ASan the same shape needs more levels: 200 000 (200 KB).
-                let text = "pipeline: x\nderive:\n " + String(repeating: "{", count: 200_000) + "\n"
-                do {
-                    _ = try Pipeline.parse(yaml: text, file: "deep.yaml")
-                    exit(1)   // not a valid pipeline: it must be refused
-                } catch {
-                    exit((error as? PipelineError)?.diagnostics.isEmpty == false ? 0 : 1)
-                }
+        await #expect(processExitsWith: .success) {
+            let text = "pipeline: x\nderive:\n " + String(repeating: "{", count: 200_000) + "\n"
+            do {
+                _ = try Pipeline.parse(yaml: text, file: "deep.yaml")
+                exit(1)   // not a valid pipeline: it must be refused
+            } catch {
+                exit((error as? PipelineError)?.diagnostics.first?.message.contains("nests deeper") == true ? 0 : 1)
             }
         }
+    }
+
+    @Test("deep block nesting and deep sequences are refused the same way")
+    func deepBlockNesting() throws {
+        var text = "pipeline: x\nindicators:\n"
+        for level in 0..<80 { text += String(repeating: "  ", count: level + 1) + "k\(level):\n" }
+        let blocks = #expect(throws: PipelineError.self) { try Pipeline.parse(yaml: text, file: "blocks.yaml") }
+        #expect(blocks?.diagnostics.first?.message.contains("nests deeper") == true)
+        let dashes = "pipeline: x\nindicators:\n" + String(repeating: "- ", count: 100) + "x\n"
+        let sequences = #expect(throws: PipelineError.self) { try Pipeline.parse(yaml: dashes, file: "dashes.yaml") }
+        #expect(sequences?.diagnostics.first?.message.contains("nests deeper") == true)
+    }
+
+    @Test("the shipped national pipeline is well within the nesting bound")
+    func shippedPipelineIsShallow() throws {
+        let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+            .appendingPathComponent("../../Pipelines/national-dx.yaml").standardized
+        let text = try String(contentsOf: url, encoding: .utf8)
+        _ = try Pipeline.parse(yaml: text, file: url.path)
     }
 }

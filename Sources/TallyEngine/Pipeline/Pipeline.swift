@@ -132,6 +132,10 @@ struct PipelineCompiler {
 
     mutating func compile(yaml: String) -> Pipeline? {
         let root: Node
+        if let (line, column) = NestingGuard.firstTooDeep(yaml) {
+            diagnostics.append(Diagnostic(file: file, line: line, column: column, message: "the YAML nests deeper than \(NestingGuard.limit) levels here; a pipeline needs only a few: flatten it"))
+            return nil
+        }
         do {
             guard let r = try Yams.compose(yaml: yaml) else {
                 diagnostics.append(Diagnostic(file: file, line: 1, column: 1, message: "the pipeline file is empty; start with `pipeline: NAME` and `indicators:`"))
