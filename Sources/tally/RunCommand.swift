@@ -33,6 +33,8 @@ struct RunCommand: AsyncParsableCommand {
     var snapshotInterval: String?
     @Option(name: .long, help: "Time between checkpoints of the engine state (default 60s).")
     var checkpointInterval: String?
+    @Option(name: .long, help: "Also checkpoint after this many logged bytes (default 256MiB).")
+    var checkpointBytes: String?
     @Option(name: .long, help: "YAML config file; its keys are these flags' long names.")
     var config: String?
     @Option(name: .long, help: "Serve Prometheus metrics on HOST:PORT (/metrics, /healthz, /readyz).")
@@ -72,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
         flags.snapshotService = snapshotService
         flags.snapshotInterval = snapshotInterval
         flags.checkpointInterval = checkpointInterval
+        flags.checkpointBytes = checkpointBytes
         flags.metrics = metrics
         flags.deadLetter = deadLetter
         flags.deadLetterMaxBytes = deadLetterMaxBytes

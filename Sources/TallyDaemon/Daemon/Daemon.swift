@@ -64,6 +64,8 @@ public final class Daemon: @unchecked Sendable {
     private let stopFlag = Atomic<Bool>(false)
     private let reloadFlag = Atomic<Bool>(false)
     private var seq: UInt64
+    /// `stats.bytes` when the last checkpoint was attempted (engine thread).
+    private var checkpointBytesMark = 0
     private var rejectedReported: [RejectLedger.Key: Int] = [:]
     private var unroutedReported: [CoreCounters.Pair: Int] = [:]
 
@@ -315,7 +317,7 @@ public final class Daemon: @unchecked Sendable {
             let now = Int64(Clocks.monotonicNanos() / 1_000)
             nextTick = now + interval
             syncEvery = max(1_000, daemon.syncInterval.microseconds)
-            checkpointEvery = max(1_000_000, daemon.settings.checkpointInterval.microseconds)
+            checkpointEvery = max(100_000, daemon.settings.checkpointInterval.microseconds)
             nextCheckpoint = now + checkpointEvery
             curve = daemon.security?.access != nil
             wakeIndex = poller.add(fileDescriptor: daemon.wake.readFD, .pollIn)
@@ -335,7 +337,7 @@ public final class Daemon: @unchecked Sendable {
                         continue
                     }
                     if unsynced && now >= nextSync { syncLog() }
-                    if now >= nextCheckpoint {
+                    if now >= nextCheckpoint || d.loggedSinceCheckpoint() >= d.settings.checkpointBytes {
                         d.checkpoint()
                         nextCheckpoint = now + checkpointEvery
                     }
@@ -344,6 +346,7 @@ public final class Daemon: @unchecked Sendable {
                     _ = try poller.poll(timeoutMilliseconds: max(1, Int((wait + 999) / 1_000)))
                     if poller.revents(wakeIndex).contains(.pollIn) { d.wake.drain() }
                     if d.stopFlag.load(ordering: .acquiring) { break }
+                    d.core.advance(wallClockMicros: Clocks.wallMicros())   // bounds future event times
                     if d.reloadFlag.exchange(false, ordering: .acquiringAndReleasing) {
                         if unsynced { syncLog() }
                         d.reload()
@@ -722,10 +725,19 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: - Checkpoints and shutdown (engine thread)
 
+    /// Frame bytes applied (and so logged) since the last checkpoint attempt: with
+    /// `--checkpoint-bytes` it bounds the log that recovery replays during a burst.
+    /// - Complexity: O(1), one uncontended lock; the loop asks once per turn.
+    fileprivate func loggedSinceCheckpoint() -> Int {
+        guard durable != nil else { return 0 }
+        return stats.withLock { $0.bytes } &- checkpointBytesMark
+    }
+
     /// Writes a checkpoint (engine + producers + seq) and truncates the log behind it, when the
     /// core can serialise its state; otherwise only syncs the log (recovery replays all of it).
     private func checkpoint() {
         guard let state = durable else { return }
+        checkpointBytesMark = stats.withLock { $0.bytes }
         guard let engineState = core.checkpoint() else {
             do { try state.log.sync() } catch { logger.error("cannot sync the write-ahead log: \(error)") }
             return
