@@ -89,7 +89,12 @@ struct RunCommand: AsyncParsableCommand {
         flags.authorizedKeys = authorizedKeys
         flags.insecure = insecure ? true : nil
         let settings = try RunSettings.resolve(configFile: config, flags: flags)
-        try await DaemonRunner.run(settings: settings, configPath: config)
+        let configFile = config
+        let flagsNow = flags
+        let reread: (@Sendable () throws -> RunSettings)? = configFile.map { path in
+            { @Sendable () throws -> RunSettings in try RunSettings.resolve(configFile: path, flags: flagsNow) }
+        }
+        try await DaemonRunner.run(settings: settings, configPath: config, reread: reread)
     }
 }
 

@@ -15,7 +15,7 @@ public final class EngineCore: AggregationCore {
     public let settings: RunSettings
     private let logger: Logger
     /// `snapshot.<name>` topic bytes, built once.
-    private let indicatorIds: [String]
+    private var indicatorIds: [String]
 
     /// Loads the pipeline and the opening balances of `settings`.
     /// - Throws: ``ConfigError`` (exit 2) naming the file, line and column of each pipeline error,
@@ -160,12 +160,20 @@ public final class EngineCore: AggregationCore {
         }
     }
 
-    /// Re-reads the pipeline file and builds an empty core on it; the daemon replays the log into
-    /// it before switching, so unchanged indicators come back with the same values and added ones
-    /// start from everything retained.
-    public func reloaded() throws(ConfigError) -> any AggregationCore {
-        let pipeline = try Self.loadPipeline(settings.pipelinePath)
+    /// Loads the (possibly moved) pipeline file and builds an empty core on it with the same
+    /// options and balances: the donor of ``adoptReload(from:)``.
+    public func prepareReload(pipelinePath: String) throws(ConfigError) -> any AggregationCore {
+        let pipeline = try Self.loadPipeline(pipelinePath)
         return try EngineCore(settings: settings, logger: logger, pipeline: pipeline)
+    }
+
+    /// `Engine.reconfigure(to:backfillFrom:)` with the donor's engine.
+    /// - Complexity: O(indicators + state of the backfilled aggregates).
+    public func adoptReload(from donor: any AggregationCore) -> ReloadSummary {
+        guard let donor = donor as? EngineCore else { return ReloadSummary(kept: indicatorIds) }
+        let report = engine.reconfigure(to: donor.engine.pipeline, backfillFrom: donor.engine)
+        indicatorIds = engine.pipeline.indicators.map(\.id)
+        return ReloadSummary(kept: report.kept, backfilled: report.fresh)
     }
 
     public var counters: CoreCounters {
