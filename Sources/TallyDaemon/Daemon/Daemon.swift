@@ -64,6 +64,13 @@ public final class Daemon: @unchecked Sendable {
     private var pub: Socket?
     private var service: SnapshotService?
     private let wake = WakePipe()
+    /// Peers connected and handshake failures (socket monitors, on their own thread).
+    private var connections: ConnectionMonitor?
+    /// Subscribers on the PUB socket and producers on the ingest sockets right now.
+    public var connectedPeers: (subscribers: Int, producers: Int, handshakeFailures: Int) {
+        guard let c = connections else { return (0, 0, 0) }
+        return (c.subscribers.load(ordering: .relaxed), c.producers.load(ordering: .relaxed), c.handshakeFailures.load(ordering: .relaxed))
+    }
     private let stopFlag = Atomic<Bool>(false)
     private let reloadFlag = Atomic<Bool>(false)
     private var seq: UInt64
@@ -160,6 +167,16 @@ public final class Daemon: @unchecked Sendable {
             ingest: pulls.map { $0.origin.label }, ingestAck: ack.map { (try? $0.lastEndpoint) ?? "" },
             publish: (try? pub!.lastEndpoint) ?? settings.publish, snapshotService: service!.endpoint)
 
+        let monitor = ConnectionMonitor(metrics: metrics)
+        do {
+            for p in pulls { try monitor.watch(p.socket, context: context, role: .producer, endpoint: p.origin.label) }
+            if let ack { try monitor.watch(ack, context: context, role: .producer, endpoint: boundEndpoints.ingestAck ?? "") }
+            if let pub { try monitor.watch(pub, context: context, role: .subscriber, endpoint: boundEndpoints.publish) }
+            connections = monitor
+            spawnThread(name: "tally-monitor") { monitor.run() }
+        } catch {
+            logger.warning("socket monitors unavailable, connection metrics stay at 0: \(error)")
+        }
         publishSnapshot()   // the service has something to answer from its first request
         let service = self.service!
         spawnThread(name: "tally-snapshots") { service.run() }
@@ -288,6 +305,7 @@ public final class Daemon: @unchecked Sendable {
         loop.run()
         // Graceful end: the snapshot service keeps answering until here, then stops.
         service?.requestStop()
+        connections?.stop()
         for p in pulls { p.socket.close() }
         ack?.close()
         pub?.close()
@@ -317,6 +335,8 @@ public final class Daemon: @unchecked Sendable {
         let curve: Bool
         var storageFailures = 0
         var lastStorageWarning: Int64 = 0
+        /// When the current drain took its first frame (µs, monotonic): `tally_engine_lag_seconds`.
+        var drainStarted: Int64 = 0
 
         init(daemon: Daemon) {
             self.daemon = daemon
@@ -360,6 +380,7 @@ public final class Daemon: @unchecked Sendable {
                         d.reload()
                     }
                     var any = false
+                    drainStarted = Int64(Clocks.monotonicNanos() / 1_000)
                     for (i, idx) in pullIndex.enumerated() where poller.revents(idx).contains(.pollIn) {
                         try drainPull(i, limit: d.settings.drainLimit)
                         any = true
@@ -611,6 +632,7 @@ public final class Daemon: @unchecked Sendable {
                 tally.duplicates = duplicates
                 tally.late = late
                 tally.bytes = bytes
+                if drainStarted > 0 { tally.lagSeconds = Double(Int64(Clocks.monotonicNanos() / 1_000) - drainStarted) / 1e6 }
                 metrics.record(tally)
                 tally.reset()
             }
