@@ -13,7 +13,7 @@ import Glibc
 ///
 /// Memory: one batch at a time (the simulator is a generator); never the whole stream.
 public struct SimulationFeeder: Sendable {
-    public struct Options: Sendable {
+    public struct Options: @unchecked Sendable {
         public var profile: SimulationProfile
         public var scale: Double
         public var seed: UInt64 = Simulator.defaultSeed
@@ -28,6 +28,10 @@ public struct SimulationFeeder: Sendable {
         public var progress = true
         /// Producer id on the acknowledged path (default: `tally-simulate-<host>-<pid>`).
         public var producerID: String?
+        /// Stop after this many events of the stream (the bench's `--events`); nil = all of it.
+        public var limit: Int?
+        /// Send only frames `i` with `i % share.of == share.index` (several producers, one stream).
+        public var share: (index: Int, of: Int) = (0, 1)
         public init(profile: SimulationProfile, scale: Double, endpoint: String) {
             self.profile = profile
             self.scale = scale
@@ -67,7 +71,8 @@ public struct SimulationFeeder: Sendable {
     @discardableResult
     public func run(shouldStop: () -> Bool = { false }, onFrame: ((Int, Int64) -> Void)? = nil) throws -> Report {
         var sim = try makeSimulator()
-        let total = sim.totalEvents
+        let stream = min(sim.totalEvents, options.limit ?? .max)
+        let total = options.share.of == 1 ? stream : stream / options.share.of
         let context = try Context(defaultLinger: -1)
         var report = Report()
         var progress = ProgressLine(total: total, enabled: options.progress)
@@ -77,9 +82,15 @@ public struct SimulationFeeder: Sendable {
             ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? Self.defaultProducerID())
             : try PushSink(context: context, endpoint: options.endpoint)
         defer { sender.close() }
+        var frameIndex = -1
+        var before = 0
         while !shouldStop() {
-            guard let frame = options.batch == 1 ? sim.next() : sim.nextBatch(max: options.batch) else { break }
-            let n = sim.emitted - report.events
+            let want = min(options.batch, stream - sim.emitted)
+            guard want > 0, let frame = want == 1 ? sim.next() : sim.nextBatch(max: want) else { break }
+            frameIndex += 1
+            let n = sim.emitted - before
+            before = sim.emitted
+            guard frameIndex % options.share.of == options.share.index else { continue }
             bucket.take(n)
             let now = MonotonicClock.microseconds()
             if report.frames == 0 { report.firstSendMicros = Int64(now) }
