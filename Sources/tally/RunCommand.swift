@@ -33,6 +33,8 @@ struct RunCommand: AsyncParsableCommand {
     var snapshotInterval: String?
     @Option(name: .long, help: "Time between checkpoints of the engine state (default 60s).")
     var checkpointInterval: String?
+    @Option(name: .long, help: "Also checkpoint after this many logged bytes (default 256MiB).")
+    var checkpointBytes: String?
     @Option(name: .long, help: "YAML config file; its keys are these flags' long names.")
     var config: String?
     @Option(name: .long, help: "Serve Prometheus metrics on HOST:PORT (/metrics, /healthz, /readyz).")
@@ -72,6 +74,7 @@ struct RunCommand: AsyncParsableCommand {
         flags.snapshotService = snapshotService
         flags.snapshotInterval = snapshotInterval
         flags.checkpointInterval = checkpointInterval
+        flags.checkpointBytes = checkpointBytes
         flags.metrics = metrics
         flags.deadLetter = deadLetter
         flags.deadLetterMaxBytes = deadLetterMaxBytes
@@ -86,7 +89,12 @@ struct RunCommand: AsyncParsableCommand {
         flags.authorizedKeys = authorizedKeys
         flags.insecure = insecure ? true : nil
         let settings = try RunSettings.resolve(configFile: config, flags: flags)
-        try await DaemonRunner.run(settings: settings, configPath: config)
+        let configFile = config
+        let flagsNow = flags
+        let reread: (@Sendable () throws -> RunSettings)? = configFile.map { path in
+            { @Sendable () throws -> RunSettings in try RunSettings.resolve(configFile: path, flags: flagsNow) }
+        }
+        try await DaemonRunner.run(settings: settings, configPath: config, reread: reread)
     }
 }
 

@@ -2,10 +2,12 @@
 while the daemon is killed with SIGKILL at random moments and restarted on the same state dir.
 At the end every acknowledged event is counted exactly once, every batch's final reply reports
 all of its events accepted (a re-applied batch would answer `duplicates`), and the snapshot
-seq never went back across restarts.
+seq never went back across restarts. Checkpoints are written every 300 ms (and every MiB
+logged), so the kills land between, during and after checkpoints, and restarts recover from a
+checkpoint plus the log after it.
 
 usage: crash_loop.py TALLY_EXE PROJECT_DIR [ITERATIONS]   (exit 0 = pass)"""
-import json, os, random, sys, tempfile, threading, time
+import json, os, random, re, sys, tempfile, threading, time
 from tally_harness import Daemon, zmq, payment, value, check
 
 exe, project = sys.argv[1], sys.argv[2]
@@ -15,7 +17,8 @@ load_over = threading.Event()
 retries = [0]
 random.seed(20240415)
 tmp = tempfile.mkdtemp(prefix="tally-crash-")
-d = Daemon(exe, project, state_dir=os.path.join(tmp, "state"), interval="50ms")
+d = Daemon(exe, project, state_dir=os.path.join(tmp, "state"), interval="50ms",
+           extra=["--checkpoint-interval", "300ms", "--checkpoint-bytes", "1MiB"])
 ctx = zmq.Context.instance()
 results = {}
 errors = []
@@ -103,7 +106,12 @@ try:
     s2 = d.start()
     check(value(s2, "dvc.online_payments") == total, f"after a clean restart: {value(s2, 'dvc.online_payments')}")
     check(d.stop() == 0, "SIGTERM after the clean restart")
-    print(f"crash_loop: ok ({iterations} kill -9 under load, {retries[0]} producer re-sends, {total} events acknowledged and counted once, seqs {seqs[0]}..{seqs[-1]})")
+    log = d.tail(10_000_000)
+    from_checkpoint = len(re.findall(r"checkpoint at LSN [1-9]", log))
+    check(from_checkpoint >= iterations // 2,
+          f"only {from_checkpoint} of {iterations + 1} restarts recovered from a checkpoint: the loop must cross checkpoints")
+    check(len([n for n in os.listdir(os.path.join(tmp, "state")) if n.startswith("checkpoint-")]) == 2, "the newest two checkpoints are kept")
+    print(f"crash_loop: ok ({iterations} kill -9 under load, {retries[0]} producer re-sends, {total} events acknowledged and counted once, seqs {seqs[0]}..{seqs[-1]}, {from_checkpoint} restarts from a checkpoint)")
 except AssertionError as e:
     print(f"crash_loop: FAILED: {e}\n--- daemon log ---\n{d.tail()}")
     sys.exit(1)

@@ -12,7 +12,7 @@ exe, project = sys.argv[1], sys.argv[2]
 tmp = tempfile.mkdtemp(prefix="tally-e2e-")
 dead = os.path.join(tmp, "dead.jsonl")
 d = Daemon(exe, project, state_dir=os.path.join(tmp, "state"), interval="50ms",
-           extra=["--dead-letter", dead, "--max-message-size", "64k"])
+           extra=["--dead-letter", dead, "--max-message-size", "64k", "--checkpoint-interval", "200ms"])
 ctx = zmq.Context.instance()
 try:
     first = d.start()

@@ -44,6 +44,9 @@ public struct RunSettings: Sendable, Equatable {
     public var snapshotInterval: Duration = .seconds(1)
     /// How often the engine state is checkpointed to the state directory.
     public var checkpointInterval: Duration = .seconds(60)
+    /// A checkpoint is also written once this many bytes were logged since the last one, so a
+    /// burst cannot make recovery replay an unbounded log (the time interval alone would).
+    public var checkpointBytes: Int = 256 << 20
     public var metrics: String?
     public var deadLetter: String?
     /// A dead-letter file is rotated when it would exceed this size.
@@ -99,6 +102,7 @@ extension RunSettings {
         public var snapshotService: String?
         public var snapshotInterval: String?
         public var checkpointInterval: String?
+        public var checkpointBytes: String?
         public var metrics: String?
         public var deadLetter: String?
         public var deadLetterMaxBytes: String?
@@ -118,7 +122,7 @@ extension RunSettings {
         /// The config-file keys, exactly the long flag names without `--`.
         public static let keys: Set<String> = [
             "pipeline", "state-dir", "ingest", "ingest-ack", "publish", "snapshot-service",
-            "snapshot-interval", "checkpoint-interval", "metrics", "dead-letter", "dead-letter-max-bytes",
+            "snapshot-interval", "checkpoint-interval", "checkpoint-bytes", "metrics", "dead-letter", "dead-letter-max-bytes",
             "dead-letter-keep", "max-message-size", "ingest-hwm", "publish-hwm", "shutdown-timeout",
             "clock", "balances", "curve-secret", "authorized-keys", "insecure",
         ]
@@ -181,6 +185,7 @@ extension RunSettings {
                 case "snapshot-service": snapshotService = try scalar()
                 case "snapshot-interval": snapshotInterval = try scalar()
                 case "checkpoint-interval": checkpointInterval = try scalar()
+                case "checkpoint-bytes": checkpointBytes = try scalar()
                 case "metrics": metrics = try scalar()
                 case "dead-letter": deadLetter = try pathValue()
                 case "dead-letter-max-bytes": deadLetterMaxBytes = try scalar()
@@ -214,6 +219,7 @@ extension RunSettings {
             snapshotService = top.snapshotService ?? snapshotService
             snapshotInterval = top.snapshotInterval ?? snapshotInterval
             checkpointInterval = top.checkpointInterval ?? checkpointInterval
+            checkpointBytes = top.checkpointBytes ?? checkpointBytes
             metrics = top.metrics ?? metrics
             deadLetter = top.deadLetter ?? deadLetter
             deadLetterMaxBytes = top.deadLetterMaxBytes ?? deadLetterMaxBytes
@@ -256,6 +262,17 @@ extension RunSettings {
             }
             if let checkpointInterval {
                 s.checkpointInterval = try DurationText.parse(checkpointInterval, setting: "--checkpoint-interval")
+                guard s.checkpointInterval >= .milliseconds(100) else {
+                    throw ConfigError(setting: "--checkpoint-interval", value: checkpointInterval, problem: "is below 100ms",
+                                      fix: "use e.g. 60s (a checkpoint costs O(state size) and three fsyncs)")
+                }
+            }
+            if let checkpointBytes {
+                s.checkpointBytes = try ByteSizeText.parse(checkpointBytes, setting: "--checkpoint-bytes")
+                guard s.checkpointBytes >= 1 << 20 else {
+                    throw ConfigError(setting: "--checkpoint-bytes", value: checkpointBytes, problem: "is below 1MiB",
+                                      fix: "use at least 1MiB, e.g. 256MiB")
+                }
             }
             if let metrics {
                 guard metrics.contains(":") else {

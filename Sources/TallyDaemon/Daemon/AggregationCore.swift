@@ -27,12 +27,29 @@ public protocol AggregationCore: AnyObject {
     /// Replaces the state with a checkpoint's (called once, before any frame is applied).
     func restore(from bytes: [UInt8]) throws(DaemonError)
 
-    /// Re-reads the pipeline (SIGHUP) and returns an empty core on it; the daemon replays the
-    /// log into it before switching. Throws, keeping the running pipeline, when the new one is invalid.
-    func reloaded() throws(ConfigError) -> any AggregationCore
+    /// SIGHUP, step 1: loads and validates the pipeline at `pipelinePath` and returns an empty
+    /// core on it (the *donor*), which the daemon fills by replaying the retained log.
+    /// Throws, keeping the running pipeline, when the new one is invalid.
+    func prepareReload(pipelinePath: String) throws(ConfigError) -> any AggregationCore
+
+    /// SIGHUP, step 2: switches this core to the donor's pipeline: unchanged indicators keep
+    /// their state, indicators that would start empty take the donor's (the retained log).
+    func adoptReload(from donor: any AggregationCore) -> ReloadSummary
 
     /// Cumulative counters for metrics (read once per snapshot tick).
     var counters: CoreCounters { get }
+}
+
+/// What a reload did to the indicators.
+public struct ReloadSummary: Sendable, Equatable {
+    /// Indicators whose state carried over (definition unchanged, or derived).
+    public var kept: [String] = []
+    /// Indicators that are new or changed: rebuilt from the retained log.
+    public var backfilled: [String] = []
+    public init(kept: [String] = [], backfilled: [String] = []) {
+        self.kept = kept
+        self.backfilled = backfilled
+    }
 }
 
 /// Cumulative counts kept by the core (for metrics and `STATUS=`).

@@ -38,6 +38,9 @@ public final class Daemon: @unchecked Sendable {
     /// Live counters, readable from any thread.
     public let stats = Mutex(DaemonStats())
     public var hooks = DaemonHooks()
+    /// Re-reads the settings (the `--config` file under the command-line flags) on SIGHUP; set
+    /// before ``start()``. Only the pipeline path is applied live; see ``reload()``.
+    public var settingsReloader: (@Sendable () throws -> RunSettings)?
     /// Prometheus metrics, updated once per drain; set before ``start()``.
     public var metrics: TallyMetrics?
     /// Bytes drained per loop turn at most (plus one frame): bounds the batch and log buffers.
@@ -61,9 +64,20 @@ public final class Daemon: @unchecked Sendable {
     private var pub: Socket?
     private var service: SnapshotService?
     private let wake = WakePipe()
+    /// Peers connected and handshake failures (socket monitors, on their own thread).
+    private var connections: ConnectionMonitor?
+    /// Subscribers on the PUB socket and producers on the ingest sockets right now.
+    public var connectedPeers: (subscribers: Int, producers: Int, handshakeFailures: Int) {
+        guard let c = connections else { return (0, 0, 0) }
+        return (c.subscribers.load(ordering: .relaxed), c.producers.load(ordering: .relaxed), c.handshakeFailures.load(ordering: .relaxed))
+    }
     private let stopFlag = Atomic<Bool>(false)
     private let reloadFlag = Atomic<Bool>(false)
     private var seq: UInt64
+    /// The pipeline file in effect (a reload may take a new path from the config file).
+    private var activePipelinePath: String
+    /// `stats.bytes` when the last checkpoint was attempted (engine thread).
+    private var checkpointBytesMark = 0
     private var rejectedReported: [RejectLedger.Key: Int] = [:]
     private var unroutedReported: [CoreCounters.Pair: Int] = [:]
 
@@ -76,6 +90,7 @@ public final class Daemon: @unchecked Sendable {
         self.core = core
         self.logger = logger
         self.seq = initialSeq
+        self.activePipelinePath = settings.pipelinePath
         var deadLetter: DeadLetterFile?
         if let path = settings.deadLetter {
             do {
@@ -152,6 +167,16 @@ public final class Daemon: @unchecked Sendable {
             ingest: pulls.map { $0.origin.label }, ingestAck: ack.map { (try? $0.lastEndpoint) ?? "" },
             publish: (try? pub!.lastEndpoint) ?? settings.publish, snapshotService: service!.endpoint)
 
+        let monitor = ConnectionMonitor(metrics: metrics)
+        do {
+            for p in pulls { try monitor.watch(p.socket, context: context, role: .producer, endpoint: p.origin.label) }
+            if let ack { try monitor.watch(ack, context: context, role: .producer, endpoint: boundEndpoints.ingestAck ?? "") }
+            if let pub { try monitor.watch(pub, context: context, role: .subscriber, endpoint: boundEndpoints.publish) }
+            connections = monitor
+            spawnThread(name: "tally-monitor") { monitor.run() }
+        } catch {
+            logger.warning("socket monitors unavailable, connection metrics stay at 0: \(error)")
+        }
         publishSnapshot()   // the service has something to answer from its first request
         let service = self.service!
         spawnThread(name: "tally-snapshots") { service.run() }
@@ -232,8 +257,9 @@ public final class Daemon: @unchecked Sendable {
     /// - Returns: records replayed.
     /// - Complexity: O(log bytes after `lsn`); memory O(read buffer).
     static func replayLog(_ log: WriteAheadLog, after lsn: LSN, into core: any AggregationCore,
-                          producers: inout ProducerTable, progress: (UInt64) -> Void) throws -> UInt64 {
-        var restriction: [String]? = nil
+                          producers: inout ProducerTable, initialRestriction: [String]? = nil,
+                          progress: (UInt64) -> Void) throws -> UInt64 {
+        var restriction: [String]? = initialRestriction
         var n: UInt64 = 0
         var table = producers
         defer { producers = table }
@@ -279,6 +305,7 @@ public final class Daemon: @unchecked Sendable {
         loop.run()
         // Graceful end: the snapshot service keeps answering until here, then stops.
         service?.requestStop()
+        connections?.stop()
         for p in pulls { p.socket.close() }
         ack?.close()
         pub?.close()
@@ -308,6 +335,8 @@ public final class Daemon: @unchecked Sendable {
         let curve: Bool
         var storageFailures = 0
         var lastStorageWarning: Int64 = 0
+        /// When the current drain took its first frame (µs, monotonic): `tally_engine_lag_seconds`.
+        var drainStarted: Int64 = 0
 
         init(daemon: Daemon) {
             self.daemon = daemon
@@ -315,7 +344,7 @@ public final class Daemon: @unchecked Sendable {
             let now = Int64(Clocks.monotonicNanos() / 1_000)
             nextTick = now + interval
             syncEvery = max(1_000, daemon.syncInterval.microseconds)
-            checkpointEvery = max(1_000_000, daemon.settings.checkpointInterval.microseconds)
+            checkpointEvery = max(100_000, daemon.settings.checkpointInterval.microseconds)
             nextCheckpoint = now + checkpointEvery
             curve = daemon.security?.access != nil
             wakeIndex = poller.add(fileDescriptor: daemon.wake.readFD, .pollIn)
@@ -335,20 +364,23 @@ public final class Daemon: @unchecked Sendable {
                         continue
                     }
                     if unsynced && now >= nextSync { syncLog() }
-                    if now >= nextCheckpoint {
+                    if now >= nextCheckpoint || d.loggedSinceCheckpoint() >= d.settings.checkpointBytes {
                         d.checkpoint()
                         nextCheckpoint = now + checkpointEvery
+                        loggedOrigin = .none   // recovery starts after it: the next record restates the origin
                     }
                     var wait = nextTick - now
                     if unsynced { wait = min(wait, nextSync - now) }
                     _ = try poller.poll(timeoutMilliseconds: max(1, Int((wait + 999) / 1_000)))
                     if poller.revents(wakeIndex).contains(.pollIn) { d.wake.drain() }
                     if d.stopFlag.load(ordering: .acquiring) { break }
+                    d.core.advance(wallClockMicros: Clocks.wallMicros())   // bounds future event times
                     if d.reloadFlag.exchange(false, ordering: .acquiringAndReleasing) {
                         if unsynced { syncLog() }
                         d.reload()
                     }
                     var any = false
+                    drainStarted = Int64(Clocks.monotonicNanos() / 1_000)
                     for (i, idx) in pullIndex.enumerated() where poller.revents(idx).contains(.pollIn) {
                         try drainPull(i, limit: d.settings.drainLimit)
                         any = true
@@ -600,6 +632,7 @@ public final class Daemon: @unchecked Sendable {
                 tally.duplicates = duplicates
                 tally.late = late
                 tally.bytes = bytes
+                if drainStarted > 0 { tally.lagSeconds = Double(Int64(Clocks.monotonicNanos() / 1_000) - drainStarted) / 1e6 }
                 metrics.record(tally)
                 tally.reset()
             }
@@ -722,10 +755,19 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: - Checkpoints and shutdown (engine thread)
 
+    /// Frame bytes applied (and so logged) since the last checkpoint attempt: with
+    /// `--checkpoint-bytes` it bounds the log that recovery replays during a burst.
+    /// - Complexity: O(1), one uncontended lock; the loop asks once per turn.
+    fileprivate func loggedSinceCheckpoint() -> Int {
+        guard durable != nil else { return 0 }
+        return stats.withLock { $0.bytes } &- checkpointBytesMark
+    }
+
     /// Writes a checkpoint (engine + producers + seq) and truncates the log behind it, when the
     /// core can serialise its state; otherwise only syncs the log (recovery replays all of it).
     private func checkpoint() {
         guard let state = durable else { return }
+        checkpointBytesMark = stats.withLock { $0.bytes }
         guard let engineState = core.checkpoint() else {
             do { try state.log.sync() } catch { logger.error("cannot sync the write-ahead log: \(error)") }
             return
@@ -748,33 +790,57 @@ public final class Daemon: @unchecked Sendable {
 
     // MARK: - Reload (engine thread)
 
-    /// SIGHUP: validates the new pipeline first; on any error the running one stays. The new
-    /// core is rebuilt from the retained log, so unchanged indicators keep their values and an
-    /// added indicator starts from every event still in the log.
+    /// SIGHUP: re-reads the config file (when ``settingsReloader`` is set) and validates the new
+    /// pipeline first; on any error the running one stays, logged and counted. Then an empty
+    /// engine on the new pipeline (the donor) replays the retained log, and the running engine
+    /// switches to the new pipeline keeping every unchanged indicator's state and taking the
+    /// donor's state for new or changed indicators.
+    ///
+    /// What an added indicator holds: every event still in the log. The log is truncated behind
+    /// the older of the two kept checkpoints, so after checkpoints it covers roughly the last two
+    /// checkpoint intervals (or `--checkpoint-bytes`), not all history; without a state directory
+    /// it starts empty. Settings other than the pipeline (endpoints, state dir, metrics, security)
+    /// need a restart: a changed one is named in the log.
+    /// - Complexity: O(retained log) for the replay, plus O(state) of the donor in memory while it runs.
     private func reload() {
         hooks.reloading?()
         let began = Clocks.monotonicNanos()
         do throws(DaemonError) {
-            let fresh: any AggregationCore
-            do { fresh = try core.reloaded() } catch { throw .usage("\(error)") }
-            if let state = durable {
-                guard state.checkpoint == nil, state.log.firstLSN <= 1 else {
-                    throw .runtime("the log no longer starts at the first record (a checkpoint covers part of it); restart tally to load the new pipeline")
+            var pipelinePath = activePipelinePath
+            if let reread = settingsReloader {
+                let fresh: RunSettings
+                do { fresh = try reread() } catch { throw .usage("the config file is not valid: \(error)") }
+                let needRestart = Self.restartOnlyChanges(from: settings, to: fresh)
+                if !needRestart.isEmpty {
+                    logger.warning("changed settings need a restart to take effect (the running values stay)", metadata: [
+                        "settings": "\(needRestart.joined(separator: ", "))",
+                    ])
                 }
+                pipelinePath = fresh.pipelinePath
+            }
+            let donor: any AggregationCore
+            do { donor = try core.prepareReload(pipelinePath: pipelinePath) } catch { throw .usage("\(error)") }
+            var replayed: UInt64 = 0
+            if let state = durable {
                 var scratch = ProducerTable(capacity: producers.capacity)
                 do {
-                    _ = try Self.replayLog(state.log, after: 0, into: fresh, producers: &scratch) { _ in }
+                    // With CURVE, records before the first origin record of the retained log are
+                    // judged as from nobody (allowed nothing), never as from anybody.
+                    replayed = try Self.replayLog(state.log, after: state.log.firstLSN &- 1, into: donor, producers: &scratch,
+                                                  initialRestriction: security?.access != nil ? [] : nil) { _ in }
                 } catch {
-                    throw .runtime("rebuilding from the log failed: \(error)")
+                    throw .runtime("rebuilding the new indicators from the log failed: \(error)")
                 }
-            } else if stats.withLock({ $0.frames }) > 0 {
-                throw .runtime("a reload without --state-dir would lose every count so far: run with --state-dir, or restart")
             }
-            core = fresh
+            let summary = core.adoptReload(from: donor)
+            activePipelinePath = pipelinePath
             security?.reload()
             metrics?.recordReload(succeeded: true)
             logger.info("pipeline reloaded", metadata: [
-                "pipeline": "\(settings.pipelinePath)",
+                "pipeline": "\(pipelinePath)",
+                "kept": "\(summary.kept.count)",
+                "rebuilt-from-log": "\(summary.backfilled.joined(separator: ","))",
+                "log-records": "\(replayed)",
                 "milliseconds": "\((Clocks.monotonicNanos() - began) / 1_000_000)",
             ])
         } catch {
@@ -783,6 +849,30 @@ public final class Daemon: @unchecked Sendable {
             logger.error("reload failed, the running pipeline stays: \(error)")
         }
         hooks.ready?()
+    }
+
+    /// Settings that a reload cannot apply (sockets, state, metrics server, security): their names.
+    static func restartOnlyChanges(from old: RunSettings, to new: RunSettings) -> [String] {
+        var changed: [String] = []
+        if old.ingest != new.ingest { changed.append("ingest") }
+        if old.ingestAck != new.ingestAck { changed.append("ingest-ack") }
+        if old.publish != new.publish { changed.append("publish") }
+        if old.snapshotService != new.snapshotService { changed.append("snapshot-service") }
+        if old.stateDirectory != new.stateDirectory { changed.append("state-dir") }
+        if old.metrics != new.metrics { changed.append("metrics") }
+        if old.snapshotInterval != new.snapshotInterval { changed.append("snapshot-interval") }
+        if old.checkpointInterval != new.checkpointInterval { changed.append("checkpoint-interval") }
+        if old.checkpointBytes != new.checkpointBytes { changed.append("checkpoint-bytes") }
+        if old.clock != new.clock { changed.append("clock") }
+        if old.balances != new.balances { changed.append("balances") }
+        if old.curveSecret != new.curveSecret { changed.append("curve-secret") }
+        if old.authorizedKeys != new.authorizedKeys { changed.append("authorized-keys") }
+        if old.insecure != new.insecure { changed.append("insecure") }
+        if old.maxMessageSize != new.maxMessageSize { changed.append("max-message-size") }
+        if old.ingestHighWaterMark != new.ingestHighWaterMark { changed.append("ingest-hwm") }
+        if old.publishHighWaterMark != new.publishHighWaterMark { changed.append("publish-hwm") }
+        if old.deadLetter != new.deadLetter { changed.append("dead-letter") }
+        return changed
     }
 }
 

@@ -55,11 +55,15 @@ public enum DaemonRunner {
 
     /// Runs until SIGTERM/SIGINT; returns after the graceful shutdown.
     /// - Throws: ``ConfigError`` / ``DaemonError`` (mapped to exit 2 or 1 by the executable).
-    public static func run(settings: RunSettings, configPath: String?) async throws {
+    /// - Parameter reread: re-resolves the settings on SIGHUP (the `--config` file under the same
+    ///   flags); nil = the pipeline file is re-read from the same path.
+    public static func run(settings: RunSettings, configPath: String?,
+                           reread: (@Sendable () throws -> RunSettings)? = nil) async throws {
         LoggingSystem.bootstrapOnce()
         let logger = Logger(label: "tally")
         let core = try makeCore(settings, logger)
         let daemon = try Daemon(settings: settings, core: core, logger: logger)
+        daemon.settingsReloader = reread
         let operations = try Operations(settings: settings, logger: logger)
         operations.attach(to: daemon)
         // Signals are trapped before anything is bound: a SIGTERM that arrives while recovering

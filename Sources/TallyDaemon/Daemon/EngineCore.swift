@@ -11,11 +11,11 @@ public import TallyEngine
 ///
 /// Single owner: every method runs on the engine thread.
 public final class EngineCore: AggregationCore {
-    public let engine: Engine
+    public private(set) var engine: Engine
     public let settings: RunSettings
     private let logger: Logger
     /// `snapshot.<name>` topic bytes, built once.
-    private let indicatorIds: [String]
+    private var indicatorIds: [String]
 
     /// Loads the pipeline and the opening balances of `settings`.
     /// - Throws: ``ConfigError`` (exit 2) naming the file, line and column of each pipeline error,
@@ -141,20 +141,39 @@ public final class EngineCore: AggregationCore {
         return json[k.upperBound..<e.lowerBound]
     }
 
-    /// The engine cannot serialise its state yet (`Engine.checkpoint()` is not written): the
-    /// daemon then keeps the whole log and recovers by replaying it from the start.
-    public func checkpoint() -> [UInt8]? { nil }
+    /// The whole engine state (`Engine.checkpoint()`: versioned binary with its own checksum,
+    /// aggregates keyed by canonical definition so a checkpoint also restores into a changed pipeline).
+    /// - Complexity: O(state size): keys, buckets and remembered ids, never events.
+    public func checkpoint() -> [UInt8]? { engine.checkpoint() }
 
+    /// Replaces the engine with one restored from a checkpoint (called before any frame is applied).
+    /// Opening balances from `--balances` are applied again afterwards: the latest `at` wins, so
+    /// re-applying the same file is idempotent, and a balance changed in the file takes effect.
     public func restore(from bytes: [UInt8]) throws(DaemonError) {
-        throw .runtime("this engine cannot restore a checkpoint: remove checkpoint-*.bin from the state directory and restart (the log is replayed in full)")
+        do {
+            engine = try Engine.restore(pipeline: engine.pipeline, options: engine.options, from: bytes)
+        } catch {
+            throw .runtime("the checkpoint cannot be restored into this pipeline: \(error): move checkpoint-*.bin out of the state directory to recover from the log alone")
+        }
+        if let balances = settings.balances {
+            do { try loadBalances(balances) } catch { throw .usage("\(error)") }
+        }
     }
 
-    /// Re-reads the pipeline file and builds an empty core on it; the daemon replays the log into
-    /// it before switching, so unchanged indicators come back with the same values and added ones
-    /// start from everything retained.
-    public func reloaded() throws(ConfigError) -> any AggregationCore {
-        let pipeline = try Self.loadPipeline(settings.pipelinePath)
+    /// Loads the (possibly moved) pipeline file and builds an empty core on it with the same
+    /// options and balances: the donor of ``adoptReload(from:)``.
+    public func prepareReload(pipelinePath: String) throws(ConfigError) -> any AggregationCore {
+        let pipeline = try Self.loadPipeline(pipelinePath)
         return try EngineCore(settings: settings, logger: logger, pipeline: pipeline)
+    }
+
+    /// `Engine.reconfigure(to:backfillFrom:)` with the donor's engine.
+    /// - Complexity: O(indicators + state of the backfilled aggregates).
+    public func adoptReload(from donor: any AggregationCore) -> ReloadSummary {
+        guard let donor = donor as? EngineCore else { return ReloadSummary(kept: indicatorIds) }
+        let report = engine.reconfigure(to: donor.engine.pipeline, backfillFrom: donor.engine)
+        indicatorIds = engine.pipeline.indicators.map(\.id)
+        return ReloadSummary(kept: report.kept, backfilled: report.fresh)
     }
 
     public var counters: CoreCounters {

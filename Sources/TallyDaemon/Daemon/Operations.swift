@@ -18,8 +18,11 @@ public final class Operations: Sendable {
     public let server: MetricsHTTPServer?
     private let watchdog: Mutex<WatchdogPinger>
     private let logger: Logger
-    /// (last STATUS time µs, events at that time)
+    /// When the last `STATUS=` was due (µs): gates the updates.
     private let statusState = Mutex<(at: UInt64, events: Int)>((0, 0))
+    /// (time µs, events) of the previous ``statusText(_:)``: the events/s is measured between two
+    /// texts, not between the gate and the text (which would divide by ~0).
+    private let rateState = Mutex<(at: UInt64, events: Int)>((0, 0))
     /// Time between `STATUS=` updates.
     public let statusEvery: UInt64 = 2_000_000
 
@@ -98,12 +101,13 @@ public final class Operations: Sendable {
     func statusText(_ daemon: Daemon) -> String {
         let s = daemon.stats.withLock { $0 }
         let now = MonotonicClock.microseconds()
-        let rate = statusState.withLock { st -> Int in
-            defer { st.events = s.events }
+        let rate = rateState.withLock { st -> Int in
+            defer { st = (now, s.events) }
             let dt = now &- st.at
-            return dt > 0 && st.at > 0 ? Int(Double(s.events - st.events) * 1e6 / Double(max(dt, 1))) : 0
+            return st.at > 0 && dt >= 100_000 ? Int((Double(s.events - st.events) * 1e6 / Double(dt)).rounded()) : 0
         }
-        var text = "\(rate) events/s, seq \(s.seq), \(s.accepted) accepted, \(s.rejected) rejected, \(s.producers) producers"
+        let peers = daemon.connectedPeers
+        var text = "\(rate) events/s, seq \(s.seq), \(s.accepted) accepted, \(s.rejected) rejected, \(peers.producers) producers connected, \(peers.subscribers) subscribers, \(s.producers) acknowledged producers known"
         if s.storageErrors > 0 { text += ", \(s.storageErrors) storage errors" }
         return text
     }

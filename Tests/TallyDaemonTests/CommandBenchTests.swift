@@ -1,0 +1,33 @@
+import Foundation
+import Testing
+
+// MARK: - tally bench (shape only: no timing assertions)
+
+@Suite("tally bench on a tiny input")
+struct CommandBenchTests {
+    @Test("tally bench --events 2000 --json prints one object with every figure, all events accepted")
+    func benchJSONShape() throws {
+        let r = try runBuiltTally(["bench", "--events", "2000", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = try #require(r.stdout.split(separator: "\n").last)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        for key in ["events_per_second", "latency_p50_ms", "latency_p99_ms", "latency_max_ms", "peak_rss_bytes",
+                    "wal_bytes", "wal_bytes_per_event", "seconds", "batch", "producers", "acknowledged", "snapshot_interval_ms"] {
+            #expect(obj[key] != nil, "missing \(key) in \(line)")
+        }
+        #expect((obj["events"] as? NSNumber)?.intValue == 2000)
+        #expect((obj["accepted"] as? NSNumber)?.intValue == 2000)
+        #expect((obj["rejected"] as? NSNumber)?.intValue == 0)
+        #expect(((obj["wal_bytes"] as? NSNumber)?.intValue ?? 0) > 2000 * 100, "every event went through the log")
+    }
+
+    @Test("tally bench --ack --producers 2 sends through the acknowledged path from two producers")
+    func benchAcknowledged() throws {
+        let r = try runBuiltTally(["bench", "--events", "2000", "--batch", "50", "--ack", "--producers", "2", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = try #require(r.stdout.split(separator: "\n").last)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect((obj["accepted"] as? NSNumber)?.intValue == 2000)
+        #expect(obj["acknowledged"] as? Bool == true)
+    }
+}
