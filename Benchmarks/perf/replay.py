@@ -89,13 +89,14 @@ def main():
         d.send_signal(signal.SIGTERM)
         d.wait(120)
         text = open(os.path.join(tmp, "run2.log")).read()
-        m = re.search(r"recovered.*?records=(\d+).*?milliseconds=(\d+)", text)
-        if not m:
-            m2 = re.search(r"recovered.*", text)
-            raise SystemExit(f"no 'recovered' line with records and milliseconds in the log: {m2.group(0) if m2 else text[-2000:]}")
-        records, ms = int(m.group(1)), int(m.group(2))
-        print(json.dumps({"log_records": records, "log_bytes": log_bytes, "replay_ms": ms,
-                          "records_per_s": round(records / (ms / 1000)) if ms else None,
+        line = next((l for l in text.splitlines() if re.search(r"\brecovered\b", l) and "records=" in l), None)
+        if line is None:
+            raise SystemExit(f"no 'recovered' line in the log: {text[-2000:]}")
+        records = int(re.search(r"records=(\d+)", line).group(1))
+        ms = int(re.search(r"milliseconds=(\d+)", line).group(1))
+        # Records are frames of 100 events (plus one meta record per run).
+        print(json.dumps({"log_records": records, "logged_events": args.events, "log_bytes": log_bytes,
+                          "replay_ms": ms, "events_per_s": round(args.events / (ms / 1000)) if ms else None,
                           "restart_to_first_answer_s": round(start_s, 3)}))
     finally:
         ctx.term()
