@@ -39,6 +39,8 @@ let package = Package(
             pkgConfig: "libzmq",
             providers: [.apt(["libzmq3-dev"])]
         ),
+        // Hardware CRC-32C (SSE4.2 / ARMv8 CRC, run-time dispatch) and a prefetch hint.
+        .target(name: "CTallyCRC"),
         .target(
             name: "ZeroMQ",
             dependencies: ["CZeroMQ"],
@@ -47,7 +49,7 @@ let package = Package(
         ),
         .target(
             name: "TallyEngine",
-            dependencies: [.product(name: "Yams", package: "Yams")],
+            dependencies: ["CTallyCRC", .product(name: "Yams", package: "Yams")],
             swiftSettings: strict
         ),
         .target(
@@ -55,6 +57,7 @@ let package = Package(
             dependencies: [
                 "ZeroMQ",
                 "TallyEngine",
+                "CTallyCRC",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),

@@ -37,6 +37,23 @@ struct DurabilityCRC32CTests {
             #expect(CRC32C.update(CRC32C.checksum(bytes[0..<split]), Array(bytes[split...])) == expected)
         }
     }
+
+    @Test("the software path and the dispatched (hardware when available) path agree at every length and alignment")
+    func softwareAndDispatchedAgree() {
+        var rng = SystemRandomNumberGenerator()
+        let bytes = (0..<1_100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        bytes.withUnsafeBytes { all in
+            for offset in 0..<9 {
+                for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 277, 294, 1_000] {
+                    let part = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
+                    let seed: UInt32 = length % 2 == 0 ? 0 : 0xDEAD_BEEF
+                    #expect(CRC32C.update(seed, part) == CRC32C.softwareUpdate(seed, part), "offset \(offset) length \(length)")
+                }
+            }
+        }
+        let vector = Array("123456789".utf8)
+        #expect(vector.withUnsafeBytes { CRC32C.softwareUpdate(0, $0) } == 0xE306_9283)
+    }
 }
 
 // MARK: - Write-ahead log

@@ -329,8 +329,10 @@ public final class Daemon: @unchecked Sendable {
         let syncEvery: Int64
         var nextCheckpoint: Int64
         let checkpointEvery: Int64
-        /// The origin the log's replay state machine holds (`nil` = unknown: write one first).
-        var loggedOrigin: [String]?? = .none
+        /// The log's thread (nil without a state directory): appends drain N while drain N-1 is applied.
+        let writer: LogWriter?
+        /// The second drain buffer (the other one is in the writer's hands or being applied).
+        var spare: FrameBatch?
         var tally = IngestTally()
         let curve: Bool
         var storageFailures = 0
@@ -347,6 +349,8 @@ public final class Daemon: @unchecked Sendable {
             checkpointEvery = max(100_000, daemon.settings.checkpointInterval.microseconds)
             nextCheckpoint = now + checkpointEvery
             curve = daemon.security?.access != nil
+            writer = daemon.durable.map { LogWriter(log: $0.log) }
+            writer?.start()
             wakeIndex = poller.add(fileDescriptor: daemon.wake.readFD, .pollIn)
             pullIndex = daemon.pulls.map { poller.add($0.socket, .pollIn) }
             if let ack = daemon.ack { ackIndex = poller.add(ack, .pollIn) }
@@ -365,17 +369,21 @@ public final class Daemon: @unchecked Sendable {
                     }
                     if unsynced && now >= nextSync { syncLog() }
                     if now >= nextCheckpoint || d.loggedSinceCheckpoint() >= d.settings.checkpointBytes {
+                        flushPipeline()
                         d.checkpoint()
                         nextCheckpoint = now + checkpointEvery
-                        loggedOrigin = .none   // recovery starts after it: the next record restates the origin
+                        writer?.loggedOrigin = .none   // recovery starts after it: the next record restates the origin
                     }
                     var wait = nextTick - now
                     if unsynced { wait = min(wait, nextSync - now) }
-                    _ = try poller.poll(timeoutMilliseconds: max(1, Int((wait + 999) / 1_000)))
+                    // A logged drain waiting to be applied: look for input without sleeping.
+                    let inFlight = writer?.busy ?? false
+                    _ = try poller.poll(timeoutMilliseconds: inFlight ? 0 : max(1, Int((wait + 999) / 1_000)))
                     if poller.revents(wakeIndex).contains(.pollIn) { d.wake.drain() }
                     if d.stopFlag.load(ordering: .acquiring) { break }
                     d.core.advance(wallClockMicros: Clocks.wallMicros())   // bounds future event times
                     if d.reloadFlag.exchange(false, ordering: .acquiringAndReleasing) {
+                        flushPipeline()
                         if unsynced { syncLog() }
                         d.reload()
                     }
@@ -386,12 +394,15 @@ public final class Daemon: @unchecked Sendable {
                         any = true
                     }
                     if let ackIndex, poller.revents(ackIndex).contains(.pollIn) {
+                        flushPipeline()   // the producer table must know every earlier batch
                         try drainAck(limit: d.settings.drainLimit)
                         any = true
                     }
                     if any {
                         now = Int64(Clocks.monotonicNanos() / 1_000)
                         commit(now: now)
+                    } else if inFlight {
+                        flushPipeline()   // input went quiet: apply the last logged drain now
                     }
                     d.hooks.loopTurn?()
                 }
@@ -402,16 +413,21 @@ public final class Daemon: @unchecked Sendable {
                 repeat {
                     drained = 0
                     for i in pullIndex.indices { drained += try drainPull(i, limit: d.settings.drainLimit) }
-                    if ackIndex != nil { drained += try drainAck(limit: d.settings.drainLimit) }
+                    if ackIndex != nil {
+                        flushPipeline()
+                        drained += try drainAck(limit: d.settings.drainLimit)
+                    }
                     if drained > 0 { commit(now: Int64(Clocks.monotonicNanos() / 1_000)) }
                 } while drained > 0 && Int64(Clocks.monotonicNanos() / 1_000) < deadline
             } catch {
                 d.logger.error("engine loop stopped on a ZeroMQ error: \(error)")
             }
+            flushPipeline()
             if unsynced { syncLog() }
             d.tick()   // the final snapshot
             d.hooks.finalCheckpoint?()
             d.checkpoint()
+            writer?.stop()
             d.closeState()
             d.logger.info("tally stopped", metadata: ["seq": "\(d.seq)"])
         }
@@ -419,6 +435,7 @@ public final class Daemon: @unchecked Sendable {
         /// Makes the fire-and-forget records durable (the timer side of group commit).
         mutating func syncLog() {
             guard let log = daemon.durable?.log else { unsynced = false; return }
+            flushPipeline()   // the log has one owner at a time: the writer must be idle
             let t0 = ContinuousClock.now
             do {
                 try log.sync()
@@ -426,7 +443,7 @@ public final class Daemon: @unchecked Sendable {
             } catch {
                 storageProblem(error, frames: 0)
                 // The log dropped the unsynced records: its replay state is unknown again.
-                loggedOrigin = .none
+                writer?.loggedOrigin = .none
             }
             unsynced = false
             nextSync = Int64(Clocks.monotonicNanos() / 1_000) + syncEvery
@@ -543,32 +560,67 @@ public final class Daemon: @unchecked Sendable {
             return n
         }
 
-        /// Logs the drained frames (one write; one fsync when acknowledged batches wait), applies
-        /// them, answers the acknowledged batches, flushes dead letters and updates the counters.
+        /// Logs the drained frames and applies them. Fire-and-forget drains are pipelined: this
+        /// drain goes to the log's thread while the previous one (already logged) is applied
+        /// here. A drain with acknowledged batches is logged, synced (one `fdatasync` for the
+        /// group), applied and answered before the loop goes on.
         mutating func commit(now: Int64) {
-            let d = daemon
-            var storageError: DurabilityError?
-            if let log = d.durable?.log, !batch.frames.isEmpty {
-                storageError = appendToLog(log)
-                if storageError == nil {
-                    if batch.needsSync {
-                        let t0 = ContinuousClock.now
-                        do {
-                            try log.sync()
-                            d.metrics?.walFsync.record(ContinuousClock.now - t0)
-                            unsynced = false
-                            nextSync = now + syncEvery
-                        } catch {
-                            storageError = error
-                            loggedOrigin = .none
-                        }
-                    } else if !unsynced {
-                        unsynced = true
-                        nextSync = now + syncEvery
-                    }
-                }
-                if let storageError { storageProblem(storageError, frames: batch.frames.count) }
+            guard let writer else {
+                apply(now: now, storageError: nil)
+                return
             }
+            if batch.frames.isEmpty && batch.pendingAcks.isEmpty { return }
+            if batch.pendingAcks.isEmpty {
+                let previous: (FrameBatch, LogWriter.Outcome)? = writer.busy ? writer.wait() : nil
+                writer.submit(batch, receivedAt: Clocks.wallMicros())
+                if let (logged, result) = previous {
+                    batch = logged
+                    applyLogged(result, now: now)
+                } else {
+                    batch = spare ?? FrameBatch()
+                    spare = nil
+                }
+                return
+            }
+            flushPipeline()
+            writer.submit(batch, receivedAt: Clocks.wallMicros())
+            let (logged, result) = writer.wait()
+            batch = logged
+            applyLogged(result, now: now)
+        }
+
+        /// Waits for the drain the log's thread holds, if any, and applies it (keeping the drain
+        /// being received). Called before anything else touches the log or the producer table.
+        mutating func flushPipeline() {
+            guard let writer, writer.busy else { return }
+            let (logged, result) = writer.wait()
+            let receiving = batch
+            batch = logged
+            applyLogged(result, now: Int64(Clocks.monotonicNanos() / 1_000))
+            spare = batch
+            batch = receiving
+        }
+
+        /// Applies ``batch`` after the writer's `result` for it (storage error: nothing applied).
+        mutating func applyLogged(_ result: LogWriter.Outcome, now: Int64) {
+            let d = daemon
+            if let error = result.error {
+                storageProblem(error, frames: batch.frames.count)
+            } else if result.synced {
+                d.metrics?.walFsync.record(.nanoseconds(Int64(result.syncNanos)))
+                unsynced = false
+                nextSync = now + syncEvery
+            } else if !unsynced, !batch.frames.isEmpty {
+                unsynced = true
+                nextSync = now + syncEvery
+            }
+            apply(now: now, storageError: result.error)
+        }
+
+        /// Applies the frames of ``batch``, answers its acknowledged batches, flushes dead
+        /// letters, updates the counters and empties the batch (keeping its capacity).
+        mutating func apply(now: Int64, storageError: DurabilityError?) {
+            let d = daemon
             var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected = 0, bytes = 0, events = 0
             let withAcks = !batch.pendingAcks.isEmpty
             var outcomes: [FrameOutcome?] = withAcks ? Array(repeating: nil, count: batch.frames.count) : []
@@ -648,44 +700,6 @@ public final class Daemon: @unchecked Sendable {
                 s.rejected &+= rejected
                 if producerCount >= 0 { s.producers = producerCount }
             }
-        }
-
-        /// Appends every frame of the drain with one write. - Returns: the error, nothing appended.
-        mutating func appendToLog(_ log: WriteAheadLog) -> DurabilityError? {
-            let receivedAt = Clocks.wallMicros()
-            var origin = loggedOrigin
-            let frames = batch.frames
-            let acks = batch.pendingAcks
-            let restrictions = batch.restrictions
-            let result = batch.buffer.withUnsafeBytes { raw -> DurabilityError? in
-                do throws(DurabilityError) {
-                    try log.append { (b: inout AppendBatch) throws(DurabilityError) in
-                        for f in frames {
-                            let wanted: [String]? = f.restriction >= 0 ? restrictions[Int(f.restriction)] : nil
-                            if origin == .none || origin! != wanted {
-                                try b.meta(OriginRecord.encode(wanted))
-                                origin = .some(wanted)
-                            }
-                            let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
-                            if f.ack >= 0 {
-                                let p = acks[Int(f.ack)]
-                                try p.producer.withUnsafeBytes { id in
-                                    Result { () throws(DurabilityError) in
-                                        try b.batch(producer: id, sequence: p.sequence, payload: payload)
-                                    }
-                                }.get()
-                            } else {
-                                try b.frame(receivedAt: receivedAt, payload: payload)
-                            }
-                        }
-                    }
-                    return nil
-                } catch {
-                    return error
-                }
-            }
-            loggedOrigin = result == nil ? origin : .none
-            return result
         }
     }
 

@@ -1,12 +1,20 @@
+import CTallyCRC
+
 // MARK: - CRC32C (Castagnoli)
 
 /// CRC-32C (Castagnoli, reflected polynomial 0x82F63B78), the checksum of every log record and
 /// checkpoint: it detects all burst errors up to 32 bits and is what ext4, iSCSI and LevelDB use.
 ///
-/// Software slicing-by-8: eight 256-entry tables (8 KiB, built once) let the loop consume 8
-/// bytes per iteration with eight independent table look-ups, a few times faster than the
-/// byte-at-a-time table. Chaining: `update(checksum(a), b) == checksum(a + b)`.
+/// Hardware first: the SSE4.2 `crc32` instruction (ARMv8 `crc32c*`) through the small C target
+/// `CTallyCRC`, chosen once at run time by CPUID, ~5× the software rate (the software CRC was
+/// ~200 ns of every 277-byte event on the ingest path). Otherwise software slicing-by-8: eight
+/// 256-entry tables (8 KiB, built once) consume 8 bytes per iteration with eight independent
+/// table look-ups. Both give identical results (tested). Chaining:
+/// `update(checksum(a), b) == checksum(a + b)`.
 public enum CRC32C {
+    /// Whether this CPU's CRC-32C instruction is used (decided once per process).
+    public static let usesHardware: Bool = tally_crc32c_hw_available() != 0
+
     /// Reflected Castagnoli polynomial.
     public static let polynomial: UInt32 = 0x82F6_3B78
 
@@ -44,8 +52,16 @@ public enum CRC32C {
     }
 
     /// Extends a finished checksum `crc` over `bytes` (as if the bytes had been appended).
-    /// - Complexity: O(n).
+    /// - Complexity: O(n): ~0.1 ns per byte with the instruction, ~0.7 ns in software.
     public static func update(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
+        guard let base = bytes.baseAddress, bytes.count > 0 else { return crc }
+        if usesHardware { return tally_crc32c_update_hw(crc, base, bytes.count) }
+        return softwareUpdate(crc, bytes)
+    }
+
+    /// The portable slicing-by-8 path (also the reference the hardware path is tested against).
+    /// - Complexity: O(n).
+    public static func softwareUpdate(_ crc: UInt32, _ bytes: UnsafeRawBufferPointer) -> UInt32 {
         guard var p = bytes.baseAddress, bytes.count > 0 else { return crc }
         var n = bytes.count
         var c = ~crc

@@ -1,0 +1,138 @@
+#!/usr/bin/env python3
+"""Acknowledged ingest with group commit vs fire-and-forget, same daemon build, same file.
+
+* fire-and-forget: the bench's C sender pushes the 1 M-event file in 100-event frames to
+  `--ingest` (PUSH/PULL); timed from its first send until the snapshot shows every payment.
+* acknowledged: P producers (threads, one DEALER each) send the same 100-event batches to
+  `--ingest-ack` as [producer-id, sequence, payload], each with up to W batches outstanding,
+  and wait for every reply (a reply is sent only after the batch's drain is fdatasync'd: group
+  commit = one fdatasync per engine-loop drain, whatever the number of producers in it).
+  Timed from the first send to the last reply; the replies' "accepted" must add up to the
+  file's valid events.
+
+Usage (from the Tally checkout):
+  python3 Benchmarks/perf/ack_ingest.py --exe .build/release/tally --bench /tmp/bench-perf [--producers 4] [--window 1]
+"""
+import argparse, json, os, shutil, socket, subprocess, tempfile, threading, time
+
+import zmq
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    p = s.getsockname()[1]
+    s.close()
+    return p
+
+
+def snapshot(ctx, endpoint):
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(endpoint)
+    s.send_multipart([b"", b"snapshot"])
+    ok = s.poll(2000)
+    parts = [p for p in s.recv_multipart() if p] if ok else []
+    s.close()
+    return json.loads(parts[-1]) if parts else None
+
+
+def start(exe, pipeline, tmp, name):
+    ingest, ack, service, pub = (f"tcp://127.0.0.1:{free_port()}" for _ in range(4))
+    log = open(os.path.join(tmp, name + ".log"), "w")
+    p = subprocess.Popen([exe, "run", "--pipeline", pipeline, "--state-dir", os.path.join(tmp, name), "--ingest", ingest,
+                          "--ingest-ack", ack, "--snapshot-service", service, "--publish", pub,
+                          "--snapshot-interval", "100ms"], stdout=log, stderr=subprocess.STDOUT)
+    return p, ingest, ack, service
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--exe", required=True)
+    ap.add_argument("--bench", required=True)
+    ap.add_argument("--pipeline", default="Pipelines/national-dx.yaml")
+    ap.add_argument("--producers", type=int, default=4)
+    ap.add_argument("--window", type=int, default=1, help="batches outstanding per producer")
+    args = ap.parse_args()
+    data = os.path.join(args.bench, "data", "events_1000000.ndjson")
+    truth = json.load(open(os.path.join(args.bench, "data", "events_1000000.expected.json")))
+    valid, payments = truth["expected"]["valid"], truth["expected"]["per_type"]["dvc.payment.completed"]
+    lines = open(data, "rb").read().splitlines()
+    batches = [b"[" + b",".join(lines[i:i + 100]) + b"]" for i in range(0, len(lines), 100)]
+    tmp = tempfile.mkdtemp(prefix="tally-ack-")
+    ctx = zmq.Context()
+    out = {}
+    try:
+        # Fire-and-forget, batched.
+        d, ingest, _, service = start(args.exe, args.pipeline, tmp, "ff")
+        while snapshot(ctx, service) is None:
+            time.sleep(0.05)
+        r = subprocess.run([os.path.join(args.bench, "bin", "ztransport"), "send", "-p", "push", "-e", ingest, "-n",
+                            str(len(lines)), "-b", "100", "-f", data, "-E", "-L", "-1"], check=True, capture_output=True, text=True)
+        t0 = next(json.loads(l)["t0_mono"] for l in (r.stdout + r.stderr).splitlines() if "t0_mono" in l)
+        while True:
+            snap = snapshot(ctx, service)
+            if snap and snap["indicators"].get("dvc.online_payments", {}).get("value") == payments:
+                break
+            time.sleep(0.02)
+        out["fire_and_forget_b100_events_per_s"] = round(valid / (time.monotonic() - t0))
+        d.terminate(); d.wait(60)
+
+        # Acknowledged, P producers.
+        d, _, ack, service = start(args.exe, args.pipeline, tmp, "ack")
+        while snapshot(ctx, service) is None:
+            time.sleep(0.05)
+        shares = [batches[i::args.producers] for i in range(args.producers)]
+        accepted = [0] * args.producers
+        latencies = []
+        lock = threading.Lock()
+        barrier = threading.Barrier(args.producers + 1)
+
+        def producer(k):
+            s = ctx.socket(zmq.DEALER)
+            s.setsockopt(zmq.LINGER, 0)
+            s.connect(ack)
+            pid = b"bench-producer-%d" % k
+            sent_at = {}
+            mine = shares[k]
+            nxt, done, lat = 0, 0, []
+            barrier.wait()
+            while done < len(mine):
+                while nxt < len(mine) and nxt - done < args.window:
+                    seq = str(nxt + 1).encode()
+                    sent_at[seq] = time.monotonic()
+                    s.send_multipart([pid, seq, mine[nxt]])
+                    nxt += 1
+                seq, reply = s.recv_multipart()[-2:]
+                lat.append(time.monotonic() - sent_at.pop(seq))
+                accepted[k] += json.loads(reply)["accepted"]
+                done += 1
+            s.close()
+            with lock:
+                latencies.extend(lat)
+
+        threads = [threading.Thread(target=producer, args=(k,)) for k in range(args.producers)]
+        for t in threads:
+            t.start()
+        barrier.wait()
+        t0 = time.monotonic()
+        for t in threads:
+            t.join()
+        secs = time.monotonic() - t0
+        latencies.sort()
+        out.update({
+            "ack_producers": args.producers, "ack_window": args.window,
+            "ack_events_per_s": round(sum(accepted) / secs), "ack_accepted": sum(accepted), "expected_valid": valid,
+            "ack_reply_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+            "ack_reply_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+        })
+        out["ack_over_fire_and_forget"] = round(out["ack_events_per_s"] / out["fire_and_forget_b100_events_per_s"], 2)
+        d.terminate(); d.wait(60)
+        print(json.dumps(out))
+    finally:
+        ctx.term()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,36 @@
+// Hardware CRC-32C (Castagnoli) and a prefetch hint for Tally's hot path.
+//
+// Why C: the SSE4.2 `crc32` instruction (and ARMv8 `crc32c*`) needs a per-function target
+// attribute; Swift 6.3.1 cannot compile the intrinsic without a global `-msse4.2` flag (an
+// `unsafeFlags` setting that would also make the whole target require SSE4.2). Here only the
+// one function is compiled for SSE4.2 and is called after a CPUID check, so the binary still
+// runs on any x86-64 (the Swift caller falls back to its software table).
+#ifndef CTALLYCRC_H
+#define CTALLYCRC_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/// 1 when this CPU has a CRC-32C instruction that tally_crc32c_update_hw uses, else 0.
+/// Cheap (cached after the first call).
+int tally_crc32c_hw_available(void);
+
+/// Extends a finished CRC-32C `crc` over `n` bytes at `data` with the CPU's CRC-32C
+/// instruction. Only call when tally_crc32c_hw_available() returned 1.
+uint32_t tally_crc32c_update_hw(uint32_t crc, const void *data, size_t n);
+
+/// Hints the CPU to bring the cache line at `p` in (read, keep in all cache levels).
+/// Never faults, whatever `p` is.
+static inline __attribute__((always_inline)) void tally_prefetch(const void *p) {
+    __builtin_prefetch(p, 0, 3);
+}
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
