@@ -280,7 +280,10 @@ final class AckSink: FrameSink {
                 let body = parts.filter { $0.count > 0 }
                 guard body.count == 2, body[0].bytes == seqText else { continue }
                 let status = (try? JSONSerialization.jsonObject(with: Data(body[1].bytes))) as? [String: Any] ?? [:]
-                if status["error"] != nil { break }   // storage trouble: re-send the same sequence
+                if status["error"] != nil {   // storage trouble or rate_limited: the same sequence, a little later
+                    Thread.sleep(forTimeInterval: min(2.0, 0.1 * Double(attempt)))
+                    break
+                }
                 report.rejected += (status["rejected"] as? [Any])?.count ?? 0
                 return
             }
