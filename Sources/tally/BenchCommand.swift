@@ -31,6 +31,8 @@ struct BenchCommand: ParsableCommand {
     var snapshotInterval: String = "100ms"
     @Option(name: .long, help: "The pipeline (default Pipelines/national-dx.yaml).")
     var pipeline: String?
+    @Flag(name: .long, help: "CURVE on every endpoint (temporary server and client keys, ZAP allow-list): the encryption's cost.")
+    var curve = false
     @Flag(name: .long, help: "Print the result as one JSON object.")
     var json = false
 
@@ -46,6 +48,7 @@ struct BenchCommand: ParsableCommand {
         o.events = events
         o.batch = batch
         o.acknowledged = ack
+        o.curve = curve
         o.producers = producers
         o.rate = rate
         o.pipeline = pipeline

@@ -13,6 +13,8 @@ struct RunCommand: AsyncParsableCommand {
             \(DefaultEndpoints.snapshotService) (ROUTER). Every flag can also be set in --config FILE (YAML, keys = \
             the long flag names, e.g. 'snapshot-interval: 250ms'); flags win over the file.
             A frame larger than --max-message-size makes libzmq disconnect the peer that sent it (ZMQ_MAXMSGSIZE).
+            Limits (--max-json-depth, --max-string-length, --max-events-per-batch, --rate-limit) reject the \
+            input with a counted reason (too_deep, too_large, rate_limited); see the README's limits table.
             SIGTERM/SIGINT: stop input, drain, publish a final snapshot, exit 0. SIGHUP: reload the pipeline.
             """
     )
@@ -51,6 +53,14 @@ struct RunCommand: AsyncParsableCommand {
     var ingestHighWaterMark: Int?
     @Option(name: .customLong("publish-hwm"), help: "Send high-water mark per subscriber (default 1000): past it a slow subscriber loses snapshots.")
     var publishHighWaterMark: Int?
+    @Option(name: .customLong("max-json-depth"), help: "Deepest JSON nesting of a frame (default 32; outer container = 1); deeper: frame rejected too_deep.")
+    var maxJSONDepth: Int?
+    @Option(name: .long, help: "Longest JSON string, bytes (default 64KiB); longer: event rejected too_large.")
+    var maxStringLength: String?
+    @Option(name: .long, help: "Most events in one batch frame (default 10000); more: frame rejected too_large.")
+    var maxEventsPerBatch: Int?
+    @Option(name: .long, help: "Per-producer limit EVENTS/s,BURST, e.g. 5000/s,20000 (default off): over it a frame is rejected rate_limited.")
+    var rateLimit: String?
     @Option(name: .long, help: "Time allowed for a graceful shutdown (default 20s).")
     var shutdownTimeout: String?
     @Option(name: .long, help: "Pipeline clock: 'event' (default, replayable) or 'wall'.")
@@ -82,6 +92,10 @@ struct RunCommand: AsyncParsableCommand {
         flags.maxMessageSize = maxMessageSize
         flags.ingestHighWaterMark = ingestHighWaterMark
         flags.publishHighWaterMark = publishHighWaterMark
+        flags.maxJSONDepth = maxJSONDepth
+        flags.maxStringLength = maxStringLength
+        flags.maxEventsPerBatch = maxEventsPerBatch
+        flags.rateLimit = rateLimit
         flags.shutdownTimeout = shutdownTimeout
         flags.clock = clock
         flags.balances = balances

@@ -16,6 +16,7 @@ struct CommandBenchTests {
             #expect(obj[key] != nil, "missing \(key) in \(line)")
         }
         #expect((obj["events"] as? NSNumber)?.intValue == 2000)
+        #expect(obj["curve"] as? Bool == false)
         #expect((obj["accepted"] as? NSNumber)?.intValue == 2000)
         #expect((obj["rejected"] as? NSNumber)?.intValue == 0)
         #expect(((obj["wal_bytes"] as? NSNumber)?.intValue ?? 0) > 2000 * 100, "every event went through the log")
@@ -30,4 +31,22 @@ struct CommandBenchTests {
         #expect((obj["accepted"] as? NSNumber)?.intValue == 2000)
         #expect(obj["acknowledged"] as? Bool == true)
     }
+
+    @Test("tally bench --curve runs every endpoint over CURVE with generated keys and still counts every event")
+    func benchCurve() throws {
+        let r = try runBuiltTally(["bench", "--events", "2000", "--curve", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let line = try #require(r.stdout.split(separator: "\n").last)
+        let obj = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+        #expect(obj["curve"] as? Bool == true)
+        #expect((obj["accepted"] as? NSNumber)?.intValue == 2000)
+        #expect((obj["rejected"] as? NSNumber)?.intValue == 0)
+
+        let table = try runBuiltTally(["bench", "--events", "1000", "--curve", "--ack"])
+        #expect(table.status == 0, "\(table.stderr)")
+        #expect(table.stdout.contains("CURVE on every endpoint"))
+        let counts = table.stdout.split(separator: "\n").first { $0.hasPrefix("accepted / rejected") }
+        #expect(counts?.hasSuffix(" 1,000 / 0") == true, "\(table.stdout)")
+    }
 }
+

@@ -19,6 +19,9 @@ import Glibc
 ///   how many events each `seq` includes);
 /// - peak RSS (`VmHWM`, the whole process: daemon + producers), and log bytes per event.
 ///
+/// With `curve`, every endpoint is a CURVE server (keys generated in a temporary directory) and
+/// every client authenticates, so the figures include the encryption and the ZAP allow-list.
+///
 /// Producers generate frames while sending (the simulator is a generator), so their CPU shares
 /// the machine with the daemon, as a same-box producer would. Not a test: figures only.
 public enum Bench {
@@ -31,6 +34,9 @@ public enum Bench {
         /// Total events/s over all producers; nil = as fast as possible.
         public var rate: Int?
         public var snapshotInterval: Duration = .milliseconds(100)
+        /// CURVE on every endpoint: a fresh server key pair and one producer/subscriber key in
+        /// `--authorized-keys`, the ZAP handler admitting it, producers and the subscriber as clients.
+        public var curve = false
         public init() {}
     }
 
@@ -38,6 +44,7 @@ public enum Bench {
         public var events: Int
         public var batch: Int
         public var acknowledged: Bool
+        public var curve: Bool
         public var producers: Int
         public var rate: Int?
         public var snapshotIntervalMs: Int
@@ -53,7 +60,7 @@ public enum Bench {
         public var rejected: Int
 
         enum CodingKeys: String, CodingKey {
-            case events, batch, acknowledged, producers, rate, seconds, accepted, rejected
+            case events, batch, acknowledged, curve, producers, rate, seconds, accepted, rejected
             case snapshotIntervalMs = "snapshot_interval_ms"
             case eventsPerSecond = "events_per_second"
             case latencyP50Ms = "latency_p50_ms"
@@ -71,6 +78,7 @@ public enum Bench {
                 ("events", NumberText.grouped(events)),
                 ("path", acknowledged ? "acknowledged (ROUTER), \(producers) producer(s)" : "fire-and-forget (PUSH/PULL), \(producers) producer(s)"),
                 ("events per frame", "\(batch)"),
+                ("transport", curve ? "tcp loopback, CURVE on every endpoint (ZAP allow-list)" : "tcp loopback, plain"),
                 ("offered rate", rate.map { "\(NumberText.grouped($0)) events/s" } ?? "as fast as possible"),
                 ("throughput", "\(NumberText.grouped(Int(eventsPerSecond))) events/s (\(f(seconds, 2)) s)"),
                 ("latency p50 / p99 / max", "\(f(latencyP50Ms)) / \(f(latencyP99Ms)) / \(f(latencyMaxMs)) ms (snapshot interval \(snapshotIntervalMs) ms)"),
@@ -111,6 +119,22 @@ public enum Bench {
         s.snapshotInterval = options.snapshotInterval
         s.checkpointInterval = .seconds(3600)   // the log is measured whole
         s.checkpointBytes = Int.max
+        var clientKeys: CurveClientKeys?
+        var keysDir: String?
+        defer { if let keysDir { try? FileManager.default.removeItem(atPath: keysDir) } }
+        if options.curve {
+            let keys = try Demo.makeTemporaryDirectory()
+            keysDir = keys
+            let server = try Certificate.generate(name: "tally-bench-server")
+            let serverPaths = try server.write(toDirectory: keys + "/server")
+            let client = try Certificate.generate(name: "tally-bench", roles: .all)
+            let clientPaths = try client.write(toDirectory: keys + "/client")
+            try SecureFiles.createPrivateDirectory(keys + "/authorized")
+            try FileManager.default.copyItem(atPath: clientPaths.publicPath, toPath: keys + "/authorized/tally-bench.key")
+            s.curveSecret = serverPaths.secretPath
+            s.authorizedKeys = keys + "/authorized"
+            clientKeys = CurveClientKeys(serverKey: server.publicKey, publicKey: client.publicKey, secretKey: client.secretKey!)
+        }
         let core = try EngineCore(settings: s, logger: quiet)
         let daemon = try Daemon(settings: s, core: core, logger: quiet)
         let ledger = Ledger(producers: options.producers)
@@ -129,6 +153,7 @@ public enum Bench {
         // Subscriber: receipt instant of every snapshot seq.
         let context = try Context()
         let sub = try Socket(context, .sub)
+        try clientKeys?.configure(sub)
         try sub.set(.subscribe, Array("snapshot.".utf8))
         try sub.set(.receiveHighWaterMark, 0)
         try sub.connect(e.publish)
@@ -150,6 +175,7 @@ public enum Bench {
             fo.share = (k, options.producers)
             fo.rate = perRate
             fo.producerID = "tally-bench-\(getpid())-\(k)"
+            fo.curve = clientKeys
             let feeder = SimulationFeeder(options: fo)
             producers.append(spawnThread(name: "tally-bench-producer-\(k)") {
                 do {
@@ -226,7 +252,7 @@ public enum Bench {
         let wal = Self.walBytes(dir)
         let stats = daemon.stats.withLock { $0 }
         return Result(
-            events: sentEvents, batch: options.batch, acknowledged: options.acknowledged, producers: options.producers,
+            events: sentEvents, batch: options.batch, acknowledged: options.acknowledged, curve: options.curve, producers: options.producers,
             rate: options.rate, snapshotIntervalMs: Int(options.snapshotInterval.microseconds / 1000),
             eventsPerSecond: seconds > 0 ? Double(sentEvents) / seconds : 0, seconds: seconds,
             latencyP50Ms: percentile(0.5), latencyP99Ms: percentile(0.99), latencyMaxMs: latencies.last?.ms ?? 0,

@@ -89,6 +89,12 @@ public struct Sender {
                 attempt += 1
                 try socket.sendMultipart([Array(producer.utf8), seqText, f.payload])
                 if let reply = try awaitReply(socket, sequence: seqText) {
+                    // `storage_unavailable` / `rate_limited`: nothing was applied; the same sequence later.
+                    if let error = reply["error"] as? [String: Any], error["retry"] as? Bool == true, attempt < options.retries {
+                        report.retries += 1
+                        Thread.sleep(forTimeInterval: min(2.0, 0.1 * Double(attempt)))
+                        continue
+                    }
                     merge(reply, frame: index, into: &report)
                     break
                 }
@@ -162,6 +168,8 @@ public struct Sender {
         }
         if let e = status["error"] as? String {
             note(status["code"] as? String ?? "error", "frame \(frame): \(e)")
+        } else if let e = status["error"] as? [String: Any] {
+            note(e["reason"] as? String ?? "error", "frame \(frame): \(e["message"] as? String ?? "") (not applied)")
         }
     }
 

@@ -1,6 +1,6 @@
 import Foundation
 public import TallyEngine
-import ZeroMQ
+public import ZeroMQ
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -32,6 +32,8 @@ public struct SimulationFeeder: Sendable {
         public var limit: Int?
         /// Send only frames `i` with `i % share.of == share.index` (several producers, one stream).
         public var share: (index: Int, of: Int) = (0, 1)
+        /// CURVE client keys (the daemon runs with `--curve-secret`); nil = plain TCP.
+        public var curve: CurveClientKeys?
         public init(profile: SimulationProfile, scale: Double, endpoint: String) {
             self.profile = profile
             self.scale = scale
@@ -79,8 +81,9 @@ public struct SimulationFeeder: Sendable {
         let start = MonotonicClock.microseconds()
         var bucket = SendPacer(rate: options.rate, burst: max(options.batch, (options.rate ?? 0) / 20))
         let sender: any FrameSink = options.acknowledged
-            ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? Self.defaultProducerID())
-            : try PushSink(context: context, endpoint: options.endpoint)
+            ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? Self.defaultProducerID(),
+                          curve: options.curve)
+            : try PushSink(context: context, endpoint: options.endpoint, curve: options.curve)
         defer { sender.close() }
         var frameIndex = -1
         var before = 0
@@ -221,9 +224,10 @@ final class PushSink: FrameSink {
     let socket: Socket
     let endpoint: String
 
-    init(context: Context, endpoint: String) throws {
+    init(context: Context, endpoint: String, curve: CurveClientKeys? = nil) throws {
         self.endpoint = endpoint
         socket = try Socket(context, .push)
+        try curve?.configure(socket)
         try socket.set(.linger, 30_000)
         try socket.set(.sendTimeout, 30_000)
         try socket.set(.immediate, true)
@@ -247,20 +251,23 @@ final class AckSink: FrameSink {
     let context: Context
     let endpoint: String
     let producer: [UInt8]
+    let curve: CurveClientKeys?
     var socket: Socket
     var sequence: UInt64
 
-    init(context: Context, endpoint: String, producer: String) throws {
+    init(context: Context, endpoint: String, producer: String, curve: CurveClientKeys? = nil) throws {
         self.context = context
         self.endpoint = endpoint
         self.producer = Array(producer.utf8)
-        socket = try Self.dealer(context, endpoint)
+        self.curve = curve
+        socket = try Self.dealer(context, endpoint, curve: curve)
         sequence = UInt64(Clocks.wallMicros())   // increases across runs of the same producer id
     }
 
-    static func dealer(_ context: Context, _ endpoint: String) throws -> Socket {
+    static func dealer(_ context: Context, _ endpoint: String, curve: CurveClientKeys? = nil) throws -> Socket {
         let s = try Socket(context, .dealer)
         try s.set(.linger, 0)
+        try curve?.configure(s)
         do { try s.connect(endpoint) } catch {
             throw CommandFailure(code: 2, "--to \(endpoint) is not a usable endpoint (\(error)): write e.g. \(DefaultEndpoints.ingestAck)")
         }
@@ -280,14 +287,17 @@ final class AckSink: FrameSink {
                 let body = parts.filter { $0.count > 0 }
                 guard body.count == 2, body[0].bytes == seqText else { continue }
                 let status = (try? JSONSerialization.jsonObject(with: Data(body[1].bytes))) as? [String: Any] ?? [:]
-                if status["error"] != nil { break }   // storage trouble: re-send the same sequence
+                if status["error"] != nil {   // storage trouble or rate_limited: the same sequence, a little later
+                    Thread.sleep(forTimeInterval: min(2.0, 0.1 * Double(attempt)))
+                    break
+                }
                 report.rejected += (status["rejected"] as? [Any])?.count ?? 0
                 return
             }
             if attempt < 20 {
                 report.retries += 1
                 socket.close()
-                socket = try Self.dealer(context, endpoint)
+                socket = try Self.dealer(context, endpoint, curve: curve)
             }
         }
         throw CommandFailure(code: 1, "batch \(report.frames) (sequence \(sequence)) was never acknowledged: is the daemon running with --ingest-ack \(endpoint)?")
@@ -295,4 +305,27 @@ final class AckSink: FrameSink {
 
     func finish() throws {}
     func close() { socket.close() }
+}
+
+// MARK: - CURVE client
+
+/// A CURVE client's keys: the daemon's public key and the client's own pair (a certificate from
+/// `tally keys generate` or pyzmq's `zmq.auth`). Set on a socket before it connects.
+public struct CurveClientKeys: Sendable {
+    public var serverKey: CurveKey
+    public var publicKey: CurveKey
+    public var secretKey: CurveKey
+
+    public init(serverKey: CurveKey, publicKey: CurveKey, secretKey: CurveKey) {
+        self.serverKey = serverKey
+        self.publicKey = publicKey
+        self.secretKey = secretKey
+    }
+
+    /// Makes `socket` a CURVE client of the server.
+    public func configure(_ socket: Socket) throws {
+        try socket.set(.curveServerKey, serverKey)
+        try socket.set(.curvePublicKey, publicKey)
+        try socket.set(.curveSecretKey, secretKey)
+    }
 }

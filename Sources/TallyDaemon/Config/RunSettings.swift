@@ -59,6 +59,14 @@ public struct RunSettings: Sendable, Equatable {
     public var ingestHighWaterMark: Int32 = 10_000
     /// `ZMQ_SNDHWM` of the PUB socket (messages per subscriber): past it a slow subscriber loses messages.
     public var publishHighWaterMark: Int32 = 1_000
+    /// Nesting of JSON arrays/objects in a frame (outer container = 1); deeper: frame rejected `too_deep`.
+    public var maxJSONDepth: Int = 32
+    /// Bytes of one JSON string; longer: event rejected `too_large`.
+    public var maxStringLength: Int = 65_536
+    /// Events in one batch frame; more: frame rejected `too_large`.
+    public var maxEventsPerBatch: Int = 10_000
+    /// Per-producer event rate (token bucket); `nil` = unlimited. Over it: frame rejected `rate_limited`.
+    public var rateLimit: RateLimit?
     /// Frames drained per engine-loop turn before publication gets a chance to run.
     public var drainLimit: Int = 4_096
     /// The time allowed for a graceful shutdown (drain, final snapshot, checkpoint).
@@ -73,6 +81,20 @@ public struct RunSettings: Sendable, Equatable {
     public init(pipelinePath: String, stateDirectory: String? = nil) {
         self.pipelinePath = pipelinePath
         self.stateDirectory = stateDirectory
+    }
+
+    /// Every input bound in one value (the security layer's view; ``Limits/decodeLimits`` is what
+    /// the engine's decoder gets).
+    public var limits: Limits {
+        var l = Limits()
+        l.maxMessageSize = maxMessageSize
+        l.maxEventsPerBatch = maxEventsPerBatch
+        l.maxJSONDepth = maxJSONDepth
+        l.maxStringLength = maxStringLength
+        l.receiveHighWaterMark = ingestHighWaterMark
+        l.sendHighWaterMark = publishHighWaterMark
+        l.rateLimit = rateLimit
+        return l
     }
 
     /// Merges a config file (if any) under the flags, then validates.
@@ -110,6 +132,11 @@ extension RunSettings {
         public var maxMessageSize: String?
         public var ingestHighWaterMark: Int?
         public var publishHighWaterMark: Int?
+        public var maxJSONDepth: Int?
+        public var maxStringLength: String?
+        public var maxEventsPerBatch: Int?
+        /// `RATE[/s][,BURST]`, or `off`.
+        public var rateLimit: String?
         public var shutdownTimeout: String?
         public var clock: String?
         public var balances: String?
@@ -123,7 +150,8 @@ extension RunSettings {
         public static let keys: Set<String> = [
             "pipeline", "state-dir", "ingest", "ingest-ack", "publish", "snapshot-service",
             "snapshot-interval", "checkpoint-interval", "checkpoint-bytes", "metrics", "dead-letter", "dead-letter-max-bytes",
-            "dead-letter-keep", "max-message-size", "ingest-hwm", "publish-hwm", "shutdown-timeout",
+            "dead-letter-keep", "max-message-size", "ingest-hwm", "publish-hwm", "max-json-depth", "max-string-length",
+            "max-events-per-batch", "rate-limit", "shutdown-timeout",
             "clock", "balances", "curve-secret", "authorized-keys", "insecure",
         ]
 
@@ -193,6 +221,10 @@ extension RunSettings {
                 case "max-message-size": maxMessageSize = try scalar()
                 case "ingest-hwm": ingestHighWaterMark = try int()
                 case "publish-hwm": publishHighWaterMark = try int()
+                case "max-json-depth": maxJSONDepth = try int()
+                case "max-string-length": maxStringLength = try scalar()
+                case "max-events-per-batch": maxEventsPerBatch = try int()
+                case "rate-limit": rateLimit = try scalar()
                 case "shutdown-timeout": shutdownTimeout = try scalar()
                 case "clock": clock = try scalar()
                 case "balances": balances = try pathValue()
@@ -227,6 +259,10 @@ extension RunSettings {
             maxMessageSize = top.maxMessageSize ?? maxMessageSize
             ingestHighWaterMark = top.ingestHighWaterMark ?? ingestHighWaterMark
             publishHighWaterMark = top.publishHighWaterMark ?? publishHighWaterMark
+            maxJSONDepth = top.maxJSONDepth ?? maxJSONDepth
+            maxStringLength = top.maxStringLength ?? maxStringLength
+            maxEventsPerBatch = top.maxEventsPerBatch ?? maxEventsPerBatch
+            rateLimit = top.rateLimit ?? rateLimit
             shutdownTimeout = top.shutdownTimeout ?? shutdownTimeout
             clock = top.clock ?? clock
             balances = top.balances ?? balances
@@ -314,6 +350,33 @@ extension RunSettings {
                     throw ConfigError(setting: "--publish-hwm", value: "\(h)", problem: "is out of range", fix: "use 1...1000000; a bounded queue is what drops a slow subscriber")
                 }
                 s.publishHighWaterMark = Int32(h)
+            }
+            if let d = maxJSONDepth {
+                guard d >= 2 && d <= 1_000 else {
+                    throw ConfigError(setting: "--max-json-depth", value: "\(d)", problem: "is out of range",
+                                      fix: "use 2...1000 (a CloudEvents batch needs 3: array, event, data); default 32")
+                }
+                s.maxJSONDepth = d
+            }
+            if let maxStringLength {
+                s.maxStringLength = try ByteSizeText.parse(maxStringLength, setting: "--max-string-length")
+                guard s.maxStringLength >= 64 && s.maxStringLength <= s.maxMessageSize else {
+                    throw ConfigError(setting: "--max-string-length", value: maxStringLength, problem: "is out of range",
+                                      fix: "use at least 64 bytes and at most --max-message-size; default 64KiB")
+                }
+            }
+            if let n = maxEventsPerBatch {
+                guard n >= 1 && n <= 10_000_000 else {
+                    throw ConfigError(setting: "--max-events-per-batch", value: "\(n)", problem: "is out of range",
+                                      fix: "use 1...10000000; default 10000")
+                }
+                s.maxEventsPerBatch = n
+            }
+            if let rateLimit, rateLimit != "off", rateLimit != "none" {
+                do { s.rateLimit = try RateLimit(parsing: rateLimit) } catch {
+                    throw ConfigError(setting: "--rate-limit", value: rateLimit, problem: "is not a rate limit (\(error.message))",
+                                      fix: "write EVENTS/s,BURST, e.g. 5000/s,20000 (BURST at least the largest batch a producer sends), or off")
+                }
             }
             if let shutdownTimeout {
                 s.shutdownTimeout = try DurationText.parse(shutdownTimeout, setting: "--shutdown-timeout")

@@ -59,6 +59,8 @@ public final class Daemon: @unchecked Sendable {
     /// Per acknowledged producer: last durable sequence and its reply (in the checkpoint; rebuilt by replay).
     private var producers = ProducerTable()
     private var security: Security?
+    /// `--rate-limit`: per-producer token buckets (nil = unlimited). Engine thread only.
+    private let rateLimiter: IngestRateLimiter?
     private var pulls: [(socket: Socket, origin: FrameOrigin)] = []
     private var ack: Socket?
     private var pub: Socket?
@@ -91,6 +93,7 @@ public final class Daemon: @unchecked Sendable {
         self.logger = logger
         self.seq = initialSeq
         self.activePipelinePath = settings.pipelinePath
+        self.rateLimiter = settings.rateLimit.map { IngestRateLimiter(limit: $0) }
         var deadLetter: DeadLetterFile?
         if let path = settings.deadLetter {
             do {
@@ -484,6 +487,7 @@ public final class Daemon: @unchecked Sendable {
                     }
                     continue
                 }
+                if let limiter = d.rateLimiter, limiter.refusePull(message, curve: curve, origin: d.pulls[i].origin, ledger: d.ledger) { continue }
                 message.withUnsafeBytes { batch.append($0, origin: Int32(i), ack: -1) }
                 if curve, let prefixes = d.security?.origin(forUserId: message.property("User-Id")) {
                     batch.restrictLast(to: prefixes)
@@ -544,6 +548,12 @@ public final class Daemon: @unchecked Sendable {
                     var outcome = FrameOutcome()
                     outcome.payloadError = .init(index: 0, code: "too_large", message: "payload of \(size) bytes exceeds --max-message-size")
                     pending.cachedReply = AckStatus.json(outcome)
+                    batch.pendingAcks.append(pending)
+                    continue
+                }
+                if let limiter = d.rateLimiter,
+                   let refusal = limiter.refuseAck(producer: request.producer, payload: request.payload, curve: curve, ledger: d.ledger) {
+                    pending.cachedReply = refusal   // not recorded: the same sequence re-sent later is applied
                     batch.pendingAcks.append(pending)
                     continue
                 }
@@ -885,6 +895,10 @@ public final class Daemon: @unchecked Sendable {
         if old.maxMessageSize != new.maxMessageSize { changed.append("max-message-size") }
         if old.ingestHighWaterMark != new.ingestHighWaterMark { changed.append("ingest-hwm") }
         if old.publishHighWaterMark != new.publishHighWaterMark { changed.append("publish-hwm") }
+        if old.maxJSONDepth != new.maxJSONDepth { changed.append("max-json-depth") }
+        if old.maxStringLength != new.maxStringLength { changed.append("max-string-length") }
+        if old.maxEventsPerBatch != new.maxEventsPerBatch { changed.append("max-events-per-batch") }
+        if old.rateLimit != new.rateLimit { changed.append("rate-limit") }
         if old.deadLetter != new.deadLetter { changed.append("dead-letter") }
         return changed
     }

@@ -38,8 +38,12 @@ public final class EngineCore: AggregationCore {
         if let balances = settings.balances { try loadBalances(balances) }
     }
 
+    /// The engine's options from the settings: the clock, and the decoder's share of the limits
+    /// (`--max-json-depth`, `--max-string-length`, `--max-events-per-batch`).
     static func options(_ s: RunSettings) -> EngineOptions {
-        EngineOptions(clock: s.clock == .wall ? .wallClock : .eventTime)
+        var o = EngineOptions(clock: s.clock == .wall ? .wallClock : .eventTime)
+        o.decodeLimits = s.limits.decodeLimits
+        return o
     }
 
     /// Loads and compiles a pipeline, turning its diagnostics into one configuration error.

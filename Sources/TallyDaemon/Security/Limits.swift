@@ -13,9 +13,9 @@ public import TallyEngine
 /// | ``maxEventsPerBatch`` | `--max-events-per-batch` | 10 000 | frame rejected `too_large` |
 /// | ``maxJSONDepth`` | `--max-json-depth` | 32 | frame rejected `too_deep` |
 /// | ``maxStringLength`` | `--max-string-length` | 64 KiB | event rejected `too_large` |
-/// | ``receiveHighWaterMark`` | `--receive-hwm` | 10 000 messages per peer | the producer blocks (PUSH) or gets `EAGAIN`: back-pressure, not memory |
-/// | ``sendHighWaterMark`` | `--send-hwm` | 1 000 messages per subscriber | a slow subscriber's snapshots are dropped, others unaffected |
-/// | ``rateLimit`` | `--rate-limit EVENTS/S[,BURST]` | off | frame rejected `rate_limited` (per producer: User-Id, or the acknowledged path's producer id) |
+/// | ``receiveHighWaterMark`` | `--ingest-hwm` | 10 000 messages per peer | the producer blocks (PUSH) or gets `EAGAIN`: back-pressure, not memory |
+/// | ``sendHighWaterMark`` | `--publish-hwm` | 1 000 messages per subscriber | a slow subscriber's snapshots are dropped, others unaffected |
+/// | ``rateLimit`` | `--rate-limit EVENTS/S[,BURST]` | off | frame rejected `rate_limited` (per producer: CURVE User-Id, and the acknowledged path's producer id; see `IngestRateLimiter`) |
 ///
 /// The worst-case memory of ingest is then about `receiveHighWaterMark × peers × maxMessageSize`
 /// in libzmq's queues (bounded, and the reason the HWM default is modest) plus one decoded frame.
@@ -58,8 +58,8 @@ public struct Limits: Sendable, Equatable {
         try positive(maxEventsPerBatch, "max-events-per-batch")
         try positive(maxJSONDepth, "max-json-depth")
         try positive(maxStringLength, "max-string-length")
-        try positive(Int(receiveHighWaterMark), "receive-hwm")
-        try positive(Int(sendHighWaterMark), "send-hwm")
+        try positive(Int(receiveHighWaterMark), "ingest-hwm")
+        try positive(Int(sendHighWaterMark), "publish-hwm")
         if let r = rateLimit { try r.validate() }
     }
 }
@@ -156,6 +156,24 @@ public struct RateLimiter: Sendable {
         let ok = limit.burst >= need
         buckets[producer] = Bucket(tokens: ok ? limit.burst - need : limit.burst, updatedNanos: nowNanos)
         return ok
+    }
+
+    /// Gives back `cost` tokens taken by ``admit(_:cost:nowNanos:)`` (capped at the burst): when a
+    /// frame passed one bucket but another refused it, the first must not pay for nothing.
+    /// - Complexity: O(1).
+    public mutating func refund(_ producer: String, cost: Int) {
+        guard var bucket = buckets[producer] else { return }
+        bucket.tokens = min(limit.burst, bucket.tokens + Double(max(0, cost)))
+        buckets[producer] = bucket
+    }
+
+    /// Seconds until `producer`'s bucket holds `cost` tokens (0 when it already does, or is unknown);
+    /// what a refused producer is told to wait.
+    public func secondsUntil(_ producer: String, cost: Int, nowNanos: UInt64) -> Double {
+        guard var bucket = buckets[producer] else { return 0 }
+        refill(&bucket, now: nowNanos)
+        let missing = Double(cost) - bucket.tokens
+        return missing <= 0 ? 0 : missing / limit.eventsPerSecond
     }
 
     private func refill(_ bucket: inout Bucket, now: UInt64) {
