@@ -108,6 +108,22 @@ struct SecurityFixedFuzzFindingsTests {
         #expect(sequences?.diagnostics.first?.message.contains("nests deeper") == true)
     }
 
+    /// Found by CI's fuzz run against the first `NestingGuard`: a `"` inside a plain scalar made
+    /// the guard believe a quote was open and skip the brackets after it, so the nesting passed
+    /// unseen and Yams overflowed the stack again. Openings now always count.
+    @Test("a stray quote in plain text does not hide the brackets after it")
+    func strayQuoteDoesNotHideNesting() async {
+        await #expect(processExitsWith: .success) {
+            let text = "pa.melrs: {a:! bi!n\"}\nderive:\n " + String(repeating: "{", count: 200_000) + "r:\n"
+            do {
+                _ = try Pipeline.parse(yaml: text, file: "stray.yaml")
+                exit(1)
+            } catch {
+                exit((error as? PipelineError)?.diagnostics.first?.message.contains("nests deeper") == true ? 0 : 1)
+            }
+        }
+    }
+
     @Test("the shipped national pipeline is well within the nesting bound")
     func shippedPipelineIsShallow() throws {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent()

@@ -132,8 +132,12 @@ struct PipelineCompiler {
 
     mutating func compile(yaml: String) -> Pipeline? {
         let root: Node
-        if let (line, column) = NestingGuard.firstTooDeep(yaml) {
-            diagnostics.append(Diagnostic(file: file, line: line, column: column, message: "the YAML nests deeper than \(NestingGuard.limit) levels here; a pipeline needs only a few: flatten it"))
+        if let deep = NestingGuard.firstTooDeep(yaml) {
+            var message = "the YAML nests deeper than \(NestingGuard.limit) levels here; a pipeline needs only a few: flatten it"
+            if let q = deep.openQuote {
+                message += " (brackets after the quote opened at line \(q.line), column \(q.column) count too: close that quote if it is not meant to open one)"
+            }
+            diagnostics.append(Diagnostic(file: file, line: deep.line, column: deep.column, message: message))
             return nil
         }
         do {
