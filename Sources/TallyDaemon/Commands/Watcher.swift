@@ -108,7 +108,8 @@ public struct SnapshotTable {
         ("Cybersecurity", ["security."]),
     ]
 
-    /// Short titles of the catalog's indicators (indicators.md); unknown ids show their id.
+    /// Short English titles of the catalog's indicators (indicators.md), which fit the table; other
+    /// indicators show the title their pipeline gives them (snapshot `title`), else their id.
     public static let titles: [String: String] = [
         "ndxp.endpoints": "Connected endpoints", "ndxp.agencies": "Agencies connected",
         "ndxp.transactions_24h": "Transactions, last 24h", "ndxp.transactions_daily_avg_30d": "Transactions per day (30d avg)",
@@ -185,7 +186,7 @@ public struct SnapshotTable {
         }
         if let value { previous[id] = value }
         let shown = value.map { Self.format($0) + Self.unitSuffix(unit) } ?? "—"
-        var line = pad(Self.titles[id] ?? id, 40) + lpad(shown, 26) + lpad(of, 8) + lpad(change, 14)
+        var line = pad(Self.titles[id] ?? (entry["title"] as? String) ?? id, 40) + lpad(shown, 26) + lpad(of, 8) + lpad(change, 14)
         if showExpected { line += lpad(expected[id].map { Self.format($0) + Self.unitSuffix(unit) } ?? "", 20) }
         return line
     }
