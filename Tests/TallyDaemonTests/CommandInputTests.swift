@@ -91,4 +91,17 @@ struct CommandInputTests {
         #expect(counts.byKey[RejectLedger.Key(reason: "bad_time", source: "/b")] == 1)
         #expect(counts.byKey[RejectLedger.Key(reason: "missing_attribute", source: "/c")] == 1)
     }
+
+    @Test("batch elements are split correctly around escaped quotes, and the scan can stop at an element")
+    func arrayElementsStopEarly() {
+        let text = #"[ {"source":"/a\\\\","id":"x\"],{"}, "s\\\\\\\"", {"source":"/c","v":[1,{"k":"]"}]} , 7 ]"#
+        let bytes = Array(text.utf8)
+        bytes.withUnsafeBytes { raw in
+            let all = JSONScan.arrayElements(raw).map { String(decoding: $0, as: UTF8.self) }
+            #expect(all == [#"{"source":"/a\\\\","id":"x\"],{"}"#, #""s\\\\\\\"""#, #"{"source":"/c","v":[1,{"k":"]"}]}"#, "7"])
+            let firstTwo = JSONScan.arrayElements(raw, through: 1).map { String(decoding: $0, as: UTF8.self) }
+            #expect(firstTwo == Array(all.prefix(2)))
+            #expect(JSONScan.sourceOf(JSONScan.arrayElements(raw, through: 2)[2]) == "/c")
+        }
+    }
 }

@@ -1,16 +1,17 @@
 import Testing
 @testable import TallyEngine
 
-// MARK: - Dedup index (per-hour key sets)
+// MARK: - Dedup index (global filter + per-hour key sets)
 
-@Suite("Dedup index: one key set per hour of event time")
+@Suite("Dedup index: source + id counted once within the horizon, whatever the event time")
 struct DedupIndexTests {
     static let hour = ZoneCalendar.microsPerHour
     static let t0: Micros = 1_713_000_000_000_000   // 2024-04-13, an exact second
 
     static func key(_ i: UInt64) -> EventKey {
         // Keys are uniform 128-bit hashes in production; a simple mix keeps the test independent of Murmur3.
-        EventKey(hi: i &* 0x9E37_79B9_7F4A_7C15 | 1, lo: (i &+ 1) &* 0xBF58_476D_1CE4_E5B9)
+        EventKey(hi: (i &+ 3) &* 0x9E37_79B9_7F4A_7C15 ^ (i &* 0xD6E8_FEB8_6659_FD93) >> 29,
+                 lo: (i &+ 1) &* 0xBF58_476D_1CE4_E5B9 ^ (i &* 0x94D0_49BB_1331_11EB) >> 31)
     }
 
     /// `checkAndInsert` outside `#expect` (the macro cannot call a mutating member).
@@ -27,37 +28,79 @@ struct DedupIndexTests {
         #expect(d.count == 2)
     }
 
-    @Test("the same key with a time in another hour is another event (documented contract)")
-    func otherHourIsNew() {
+    @Test("the same key with a time in another hour, earlier or later, is a duplicate")
+    func otherHourIsDuplicate() {
         var d = DedupIndex(horizon: 7 * 24 * Self.hour)
         #expect(!Self.seen(&d, Self.key(7), time: Self.t0, clock: nil))
-        #expect(!Self.seen(&d, Self.key(7), time: Self.t0 + 2 * Self.hour, clock: Self.t0))
-        #expect(d.count == 2)
+        #expect(Self.seen(&d, Self.key(7), time: Self.t0 + 2 * Self.hour, clock: Self.t0))
+        #expect(Self.seen(&d, Self.key(7), time: Self.t0 + 6 * 24 * Self.hour, clock: Self.t0 + 3 * Self.hour))
+        #expect(Self.seen(&d, Self.key(7), time: Self.t0 - 5 * Self.hour, clock: Self.t0 + 3 * Self.hour))
+        #expect(d.count == 1)
     }
 
-    @Test("many keys in one hour grow its set and every one stays remembered")
-    func growthKeepsEveryKey() {
-        var d = DedupIndex(horizon: 24 * Self.hour)
-        for i in 0..<50_000 as Range<UInt64> { #expect(!Self.seen(&d, Self.key(i), time: Self.t0, clock: Self.t0)) }
+    @Test("many keys over many hours: each counted once whichever hour it is seen again in")
+    func manyKeysAcrossHours() {
+        var d = DedupIndex(horizon: 7 * 24 * Self.hour)
+        let n: UInt64 = 60_000
+        for i in 0..<n { #expect(!Self.seen(&d, Self.key(i), time: Self.t0 + Int64(i % 100) * Self.hour, clock: Self.t0)) }
         var duplicates = 0
-        for i in 0..<50_000 as Range<UInt64> where Self.seen(&d, Self.key(i), time: Self.t0, clock: Self.t0) { duplicates += 1 }
-        #expect(duplicates == 50_000)
-        #expect(d.count == 50_000)
+        for i in 0..<n where Self.seen(&d, Self.key(i), time: Self.t0 + Int64((i * 7) % 100) * Self.hour, clock: Self.t0) { duplicates += 1 }
+        #expect(duplicates == Int(n))
+        #expect(d.count == Int(n))
+        // Keys never inserted are new (the filter's false positives are resolved by the sets).
+        var fresh = 0
+        for i in n..<(2 * n) where !Self.seen(&d, Self.key(i), time: Self.t0, clock: Self.t0) { fresh += 1 }
+        #expect(fresh == Int(n))
+        #expect(d.filter.capacity >= d.count)
     }
 
-    @Test("expiry drops whole hours; an expired hour's key is accepted again only while inside the horizon")
-    func expiryDropsHours() {
+    @Test("after the horizon an id is forgotten: seen again later it counts as new")
+    func expiryAfterHorizon() {
         var d = DedupIndex(horizon: 2 * Self.hour)
-        _ = Self.seen(&d, Self.key(1), time: Self.t0, clock: nil)
-        _ = Self.seen(&d, Self.key(2), time: Self.t0 + Self.hour, clock: Self.t0)
+        #expect(!Self.seen(&d, Self.key(1), time: Self.t0, clock: nil))
+        #expect(!Self.seen(&d, Self.key(2), time: Self.t0 + Self.hour, clock: Self.t0))
         d.expire(clock: Self.t0 + 5 * Self.hour)
         #expect(d.count == 0)
         // Older than the horizon: not remembered, and not a duplicate of anything known.
         #expect(!Self.seen(&d, Self.key(1), time: Self.t0, clock: Self.t0 + 5 * Self.hour))
         #expect(d.count == 0)
+        // The same id with a current time is a new event (its first sight has expired) ...
+        #expect(!Self.seen(&d, Self.key(2), time: Self.t0 + 5 * Self.hour, clock: Self.t0 + 5 * Self.hour))
+        // ... and from then on remembered again.
+        #expect(Self.seen(&d, Self.key(2), time: Self.t0 + 5 * Self.hour + 1, clock: Self.t0 + 5 * Self.hour))
+        #expect(d.count == 1)
     }
 
-    @Test("entries and restore round-trip every key with its hour")
+    @Test("an id is still a duplicate just inside the horizon, from another hour")
+    func insideHorizonFromAnotherHour() {
+        var d = DedupIndex(horizon: 24 * Self.hour)
+        _ = Self.seen(&d, Self.key(9), time: Self.t0, clock: nil)
+        let later = Self.t0 + 23 * Self.hour
+        d.expire(clock: later)
+        #expect(Self.seen(&d, Self.key(9), time: later, clock: later))
+    }
+
+    @Test("the filter is rebuilt as hours expire: memory stays bounded by the live ids")
+    func filterBoundedBySlidingHorizon() {
+        var d = DedupIndex(horizon: 24 * Self.hour)
+        var clock = Self.t0
+        var i: UInt64 = 0
+        for hour in 0..<(24 * 10) as Range<Int64> {   // 10 days of 500 ids per hour
+            clock = Self.t0 + hour * Self.hour
+            d.expire(clock: clock)
+            for _ in 0..<500 {
+                #expect(!Self.seen(&d, Self.key(i), time: clock, clock: clock))
+                i += 1
+            }
+        }
+        #expect(d.count <= 27 * 500)
+        #expect(d.filter.capacity <= 4 * max(d.count, DedupIndex.minFilterCapacity))
+        // The last day's ids are still duplicates from any hour; the first day's are not.
+        #expect(Self.seen(&d, Self.key(i - 1), time: clock - 3 * Self.hour, clock: clock))
+        #expect(!Self.seen(&d, Self.key(0), time: clock, clock: clock))
+    }
+
+    @Test("entries and restore round-trip every key with its hour, and the restored index dedups across hours")
     func roundTrip() {
         var d = DedupIndex(horizon: 7 * 24 * Self.hour)
         for i in 0..<3_000 as Range<UInt64> {
@@ -68,6 +111,21 @@ struct DedupIndexTests {
         #expect(r.count == 3_000)
         for i in 0..<3_000 as Range<UInt64> {
             #expect(Self.seen(&r, Self.key(i), time: Self.t0 + Int64(i % 30) * Self.hour, clock: Self.t0))
+            #expect(Self.seen(&r, Self.key(i), time: Self.t0 + Int64((i + 11) % 30) * Self.hour, clock: Self.t0))
         }
+        #expect(!Self.seen(&r, Self.key(3_000), time: Self.t0, clock: Self.t0))
+    }
+
+    @Test("the blocked Bloom filter has no false negatives and few false positives at capacity")
+    func bloomFalsePositives() {
+        var f = BlockedBloomFilter(capacity: 32_768)
+        for i in 0..<UInt64(f.capacity) { f.insert(Self.key(i)) }
+        var missing = 0
+        for i in 0..<UInt64(f.capacity) where !f.mayContain(Self.key(i)) { missing += 1 }
+        #expect(missing == 0)
+        var maybe = 0
+        let probes: UInt64 = 200_000
+        for i in 1_000_000..<(1_000_000 + probes) where f.mayContain(Self.key(i)) { maybe += 1 }
+        #expect(Double(maybe) / Double(probes) < 0.005)
     }
 }

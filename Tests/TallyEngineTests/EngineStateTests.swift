@@ -58,6 +58,21 @@ struct EngineStateTests {
         #expect(b.checkpoint().count > 32)
     }
 
+    @Test("an id seen again with a time in another hour is a duplicate, before and after a checkpoint restore")
+    func duplicateAcrossHoursSurvivesRestore() throws {
+        let p = try Self.national()
+        let a = Engine(pipeline: p, options: Self.options())
+        let first = CE.event("security.incident", "2024-04-01T08:00:00+07:00", ["incident": "x1", "system": "s"], id: "same-id")
+        let otherHour = CE.event("security.incident", "2024-04-01T13:30:00+07:00", ["incident": "x1", "system": "s"], id: "same-id")
+        let nextDay = CE.event("security.incident", "2024-04-02T09:00:00+07:00", ["incident": "x1", "system": "s"], id: "same-id")
+        #expect(a.send(first).accepted == 1)
+        #expect(a.send(otherHour).duplicates == 1)
+        let b = try Engine.restore(pipeline: p, options: Self.options(), from: a.checkpoint())
+        #expect(b.send(nextDay).duplicates == 1)
+        #expect(b.send(CE.event("security.incident", "2024-04-02T09:00:00+07:00", ["incident": "x1", "system": "s"], id: "same-id", source: "/other")).accepted == 1)
+        #expect(b.stats.duplicates == 2 && b.stats.accepted == a.stats.accepted + 1)
+    }
+
     @Test("a corrupt, truncated or foreign checkpoint is refused")
     func corruptCheckpoint() throws {
         let p = try Self.national()

@@ -1,6 +1,10 @@
 public import Logging
 import Synchronization
 
+#if canImport(Glibc)
+    import Glibc
+#endif
+
 // MARK: - RejectLedger
 
 /// Bad input's book-keeping: every rejected payload or event counted by reason and by `source`,
@@ -47,8 +51,8 @@ public final class RejectLedger: Sendable {
     }
 
     /// Records every rejection in `outcome` for the frame `payload` from `origin`.
-    /// - Complexity: O(1) when nothing was rejected; otherwise O(payload bytes) to find the
-    ///   rejected events' `source` and bytes (cold path).
+    /// - Complexity: O(1) when nothing was rejected; otherwise O(bytes up to the end of the
+    ///   last rejected element) to find the rejected events' `source` and bytes (cold path).
     @inline(__always)
     public func record(_ outcome: FrameOutcome, payload: UnsafeRawBufferPointer, origin: FrameOrigin) {
         guard outcome.payloadError != nil || !outcome.rejected.isEmpty else { return }
@@ -70,8 +74,11 @@ public final class RejectLedger: Sendable {
             let source = error.code == "too_large" ? nil : JSONScan.sourceOf(payload)
             items.append((error, source, payload, nil))
         } else {
-            let elements = JSONScan.isArray(payload) ? JSONScan.arrayElements(payload) : [payload]
             let batched = JSONScan.isArray(payload)
+            // Only as far as the last rejected element: a batch of 100 with one bad event near
+            // its start no longer costs a scan of the whole frame.
+            let last = outcome.rejected.reduce(0) { max($0, $1.index) }
+            let elements = batched ? JSONScan.arrayElements(payload, through: last) : [payload]
             for r in outcome.rejected {
                 let bytes = r.index < elements.count ? elements[r.index] : payload
                 items.append((r, JSONScan.sourceOf(bytes), bytes, batched ? r.index : nil))
@@ -144,24 +151,35 @@ enum JSONScan {
         return false
     }
 
-    /// The byte ranges of a top-level array's elements (best effort on malformed input).
-    /// - Complexity: O(n), one pass tracking depth and strings.
-    static func arrayElements(_ bytes: UnsafeRawBufferPointer) -> [UnsafeRawBufferPointer] {
+    /// The byte ranges of a top-level array's elements (best effort on malformed input), up to
+    /// and including element `through` (all of them by default): the scan stops there.
+    /// - Complexity: O(bytes up to the end of element `through`), one pass tracking depth;
+    ///   string contents are skipped with `memchr` to the next quote.
+    static func arrayElements(_ bytes: UnsafeRawBufferPointer, through last: Int = .max) -> [UnsafeRawBufferPointer] {
         var out: [UnsafeRawBufferPointer] = []
+        guard let base = bytes.baseAddress else { return out }
         var depth = 0
-        var inString = false
-        var escaped = false
         var start: Int? = nil
-        for i in 0..<bytes.count {
+        var i = 0
+        let n = bytes.count
+        while i < n {
             let b = bytes[i]
-            if inString {
-                if escaped { escaped = false } else if b == 0x5C { escaped = true } else if b == 0x22 { inString = false }
-                continue
-            }
             switch b {
             case 0x22:
-                inString = true
                 if depth == 1 && start == nil { start = i }
+                // Skip the string: the next quote not preceded by an odd run of backslashes.
+                var j = i + 1
+                while j < n {
+                    guard let q = memchr(base + j, 0x22, n - j) else { j = n; break }
+                    let at = base.distance(to: UnsafeRawPointer(q))
+                    var backslashes = 0
+                    while at - 1 - backslashes > i && bytes[at - 1 - backslashes] == 0x5C { backslashes += 1 }
+                    j = at
+                    if backslashes % 2 == 0 { break }
+                    j += 1
+                }
+                i = j + 1
+                continue
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 if depth == 1 && start == nil { start = i }
                 depth += 1
@@ -175,12 +193,14 @@ enum JSONScan {
                 if depth == 1, let s = start {
                     out.append(UnsafeRawBufferPointer(rebasing: bytes[s..<i]).trimmed())
                     start = nil
+                    if out.count > last { return out }
                 }
             case 0x20, 0x0A, 0x0D, 0x09:
                 break
             default:
                 if depth == 1 && start == nil { start = i }
             }
+            i += 1
         }
         return out
     }

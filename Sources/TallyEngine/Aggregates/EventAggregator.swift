@@ -56,10 +56,11 @@ final class EventAggregator {
     let partitionSlots: [Int]?
     let distinctSlots: [Int]?
 
-    var cells: [Cell] = []
-    var cellKeys: [Int64] = []
-    var cellIndex: [Int64: Int32] = [:]
-    var distinctCells: [DistinctCell] = []
+    // Exclusivity checks off on the per-event state: one owner thread (the engine's).
+    @exclusivity(unchecked) var cells: [Cell] = []
+    @exclusivity(unchecked) var cellKeys: [Int64] = []
+    @exclusivity(unchecked) var cellIndex: [Int64: Int32] = [:]
+    @exclusivity(unchecked) var distinctCells: [DistinctCell] = []
 
     static let hour = ZoneCalendar.microsPerHour
 
@@ -129,10 +130,10 @@ final class EventAggregator {
 
     /// One-entry cache of the last key looked up (most aggregates have one cell, and
     /// `$year` partitions are mostly the current year): skips the dictionary's hashing.
-    private var lastKey: Int64 = .min
+    @exclusivity(unchecked) private var lastKey: Int64 = .min
     /// Interned group id → cell index (-1: none yet), for `by` without `$year`.
-    private var groupCell: [Int32] = []
-    private var lastIndex = 0
+    @exclusivity(unchecked) private var groupCell: [Int32] = []
+    @exclusivity(unchecked) private var lastIndex = 0
 
     @inline(__always)
     func cellIndex(for key: Int64, isAll: Bool) -> Int {

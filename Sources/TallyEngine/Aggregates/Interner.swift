@@ -21,14 +21,15 @@
 /// - Complexity: `intern`/`lookup` O(length) expected, no allocation except when a page or
 ///   the table grows.
 final class Interner {
+    // Exclusivity checks off: one owner thread (the engine's); `intern` is on the per-event path.
     private static let pageSize = 64 * 1024
-    private var pages: [UnsafeMutablePointer<UInt8>] = []
-    private var pageUsed = Interner.pageSize
-    private var starts: [UnsafePointer<UInt8>] = []
-    private var lengths: [Int32] = []
-    private var hashes: [UInt32] = []
+    @exclusivity(unchecked) private var pages: [UnsafeMutablePointer<UInt8>] = []
+    @exclusivity(unchecked) private var pageUsed = Interner.pageSize
+    @exclusivity(unchecked) private var starts: [UnsafePointer<UInt8>] = []
+    @exclusivity(unchecked) private var lengths: [Int32] = []
+    @exclusivity(unchecked) private var hashes: [UInt32] = []
     /// Open addressing, linear probing; -1 = empty.
-    private var table: [Int32] = [Int32](repeating: -1, count: 1024)
+    @exclusivity(unchecked) private var table: [Int32] = [Int32](repeating: -1, count: 1024)
     /// Total bytes held (pages), for the memory figures.
     private(set) var byteCount = 0
 

@@ -153,10 +153,11 @@ final class StateTable {
     let def: TableDefinition
     let canonical: String
     let posOfType: [Int]
-    var rows: [Row] = []
-    var index: [Int32: Int32] = [:]
-    var maxTime: Micros = .min
-    var aggregates: [TableAggregate] = []
+    // Exclusivity checks off on the per-event state: one owner thread (the engine's).
+    @exclusivity(unchecked) var rows: [Row] = []
+    @exclusivity(unchecked) var index: [Int32: Int32] = [:]
+    @exclusivity(unchecked) var maxTime: Micros = .min
+    @exclusivity(unchecked) var aggregates: [TableAggregate] = []
 
     init(def: TableDefinition, catalogCount: Int) {
         self.def = def

@@ -1,31 +1,46 @@
 // MARK: - Dedup index
 
 /// Remembers the (`source`, `id`) keys of applied events within a horizon of event time, so
-/// a re-sent event is counted once.
+/// an event seen again is counted once, whatever its `time` (CloudEvents: `source` + `id`
+/// identify an event).
 ///
-/// Keys are filed in one small hash set per hour of event time (a ring of
-/// `horizon / 1 h + 3` sets). Why: a re-sent event is the same event, with the same `time`,
-/// so only its hour's set is probed; streams arrive roughly in time order, so the set being
-/// probed is the current hour's, a few hundred KiB that stay in cache. One global table of
-/// 1 M live ids (48 MB) cost a cache miss per event, ~75% of `Engine.apply(event:)` in
-/// `perf annotate`. Expiry drops a whole hour's set at once (no per-key deletion).
+/// Two layers. Why: one global exact table of 1 M live ids (48 MB) cost a cache miss per event,
+/// ~75% of `Engine.apply(event:)` in `perf annotate`.
+/// - **Exact membership**: one small hash set per hour of event time (a ring of
+///   `horizon / 1 h + 3` sets). New ids go to their event hour's set, which for a stream in
+///   rough time order is the current hour's: a few hundred KiB that stay in cache. Expiry drops
+///   a whole hour's set at once (no per-key deletion).
+/// - **Global filter in front**: a ``BlockedBloomFilter`` over every live id (one 64-byte block
+///   per probe, 16 bits per id at capacity, k = 8). Its negative answer, the common case, is one
+///   cache line (2 MiB per million ids: in L2/L3). Only a "maybe" (a real duplicate, or a false
+///   positive, ~0.1% at capacity) searches the hour sets: the event's own hour first (a retry
+///   re-sends the identical event), then newest first.
 ///
-/// Consequence (documented contract): an event that reuses a (`source`, `id`) with a time in
-/// another hour is a different event, not a duplicate. CloudEvents requires `source` + `id` to
-/// be unique per distinct event, and a retry re-sends the identical event.
+/// Expired ids stay in the filter as stale bits (they can only cause false positives, which
+/// the exact sets resolve), until the filter is rebuilt from the live sets: when its inserts
+/// reach its capacity (then sized for 2 × the live ids) or when the live ids fall below 1/8 of
+/// its capacity (memory given back). Each rebuild costs O(live ids) after at least as many
+/// inserts since the last one, so it is amortised O(1) per insert, and never per hour.
 ///
-/// Memory per remembered id: one 16-byte slot at load 0.35–0.7, i.e. 23–46 bytes (was ~54
-/// with the global table and its per-hour deletion lists).
+/// Memory per remembered id: one 16-byte slot at load 0.35–0.7 (23–46 bytes) plus 2–4 bytes of
+/// filter (16 bits per id at capacity, capacity 1–2 × the live ids after a rebuild, up to 8 ×
+/// after a large expiry): ~25–50 bytes, ~30 typical.
 struct DedupIndex {
     static let hour = ZoneCalendar.microsPerHour
+    /// Filter capacity never sized below this (8 KiB).
+    static let minFilterCapacity = 4_096
     let horizon: Micros
     /// Ring of per-hour sets: `sets[slot(h)]` holds hour `setHour[slot(h)]`.
     private(set) var sets: [HourKeySet]
     private(set) var setHour: [Int64]
     /// Every hour up to and including this one has been expired.
     private(set) var expiredThrough: Int64 = .min
+    /// The newest hour ever filed (start of the newest-first search).
+    private(set) var newestHour: Int64 = .min
     /// Ids remembered over all hours.
     private(set) var count = 0
+    /// Every live id, plus stale expired ones until the next rebuild.
+    private(set) var filter = BlockedBloomFilter(capacity: DedupIndex.minFilterCapacity)
 
     init(horizon: Micros) {
         self.horizon = horizon
@@ -41,32 +56,54 @@ struct DedupIndex {
         return Int(r < 0 ? r + n : r)
     }
 
-    /// True when `key` was applied within the horizon; otherwise remembers it (when its time
-    /// is still inside the horizon) and returns false.
-    /// - Complexity: O(1) expected; one probe of the event hour's set.
+    /// True when `key` was applied within the horizon, whatever the hour it was filed under;
+    /// otherwise remembers it under `time`'s hour (when that hour is still inside the horizon)
+    /// and returns false.
+    /// - Complexity: O(1) expected: one filter block; on a "maybe", one probe per live hour
+    ///   (its own hour first).
     @inline(__always)
     mutating func checkAndInsert(_ key: EventKey, time: Micros, clock: Micros?) -> Bool {
         let h = ZoneCalendar.floorDiv(time, Self.hour)
-        let s = slot(h)
+        if filter.mayContain(key) && contains(key, preferring: h) { return true }
         if (clock.map { time < $0 - horizon } ?? false) || h <= expiredThrough {
-            // Too old to be remembered: a duplicate only if its hour is still known.
-            return setHour[s] == h && sets[s].contains(key)
+            return false   // too old to be remembered, and not a duplicate of anything known
         }
+        let s = slot(h)
         if setHour[s] != h {
-            // A stale hour still in the slot (the clock jumped): drop it first.
+            // The slot holds another hour (the clock jumped). A newer one is kept (this event
+            // is then not remembered); an older one is outside the horizon and dropped.
+            if setHour[s] != .min && setHour[s] > h { return false }
             count -= sets[s].count
             sets[s] = HourKeySet()
             setHour[s] = h
+            if h > newestHour { newestHour = h }
         }
-        if sets[s].insertIfAbsent(key) {
-            count += 1
-            return false
+        // Absent from every set (the filter or the search said so): a new id.
+        if sets[s].insertIfAbsent(key) { count += 1 }
+        filter.insert(key)
+        if filter.inserted > filter.capacity { rebuildFilter() }
+        return false
+    }
+
+    /// Exact membership over every live hour: `h`'s set first, then newest first.
+    /// - Complexity: O(live hours) set probes.
+    func contains(_ key: EventKey, preferring h: Int64) -> Bool {
+        let s = slot(h)
+        if setHour[s] == h && sets[s].contains(key) { return true }
+        guard newestHour != .min else { return false }
+        var hour = newestHour
+        let last = newestHour - Int64(sets.count) + 1
+        while hour >= last {
+            let t = slot(hour)
+            if hour != h && setHour[t] == hour && sets[t].contains(key) { return true }
+            hour -= 1
         }
-        return true
+        return false
     }
 
     /// Forgets hours entirely older than `clock - horizon`.
-    /// - Complexity: O(hours expired), each O(1) (its set is freed whole).
+    /// - Complexity: O(hours expired), each O(1) (its set is freed whole), plus a filter
+    ///   rebuild (O(live ids)) when the live ids fell below 1/8 of the filter's capacity.
     mutating func expire(clock: Micros) {
         let cutoff = ZoneCalendar.floorDiv(clock - horizon, Self.hour) - 1
         guard cutoff > expiredThrough else { return }
@@ -82,6 +119,15 @@ struct DedupIndex {
             h += 1
         }
         expiredThrough = cutoff
+        if filter.capacity > Self.minFilterCapacity && count * 8 < filter.capacity { rebuildFilter() }
+    }
+
+    /// Rebuilds the filter from the live hour sets, sized for 2 × the live ids.
+    /// - Complexity: O(live ids + slots of the live sets).
+    mutating func rebuildFilter() {
+        var f = BlockedBloomFilter(capacity: max(Self.minFilterCapacity, 2 * count))
+        for s in sets.indices where setHour[s] != .min { sets[s].forEach { f.insert($0) } }
+        filter = f
     }
 
     /// All remembered keys with their hours (checkpoint), hour by hour.
@@ -95,7 +141,8 @@ struct DedupIndex {
         return out
     }
 
-    /// Restores from a checkpoint.
+    /// Restores from a checkpoint (entries as written by ``entries``), then builds the filter.
+    /// - Complexity: O(entries).
     mutating func restore(_ entries: [(EventKey, Int64)], expiredThrough: Int64) {
         self.expiredThrough = expiredThrough
         for (k, h) in entries {
@@ -105,12 +152,79 @@ struct DedupIndex {
                 sets[s] = HourKeySet()
                 setHour[s] = h
             }
+            if h > newestHour { newestHour = h }
             if sets[s].insertIfAbsent(k) { count += 1 }
+        }
+        rebuildFilter()
+    }
+
+    /// Bytes held by the sets' slots and the filter.
+    var byteCount: Int { sets.reduce(0) { $0 + $1.byteCount } + filter.byteCount }
+}
+
+// MARK: - Blocked Bloom filter
+
+/// A split-block Bloom filter over ``EventKey``s: each key sets one bit in each of the eight
+/// 64-bit words of one 64-byte block (k = 8), so a probe or an insert touches one cache line.
+///
+/// Why this shape: the dedup index asks "seen before?" once per event, and the answer is
+/// almost always "no"; a filter that answers that from one cache line in a table of 2 bytes per
+/// id (L2/L3-resident for millions of ids) replaces a cache miss into a 16-byte-per-id table.
+/// The key already is a uniform 128-bit hash: `hi` picks the block (multiply-shift), the low 48
+/// bits of `lo` give the eight bit positions (6 bits each).
+///
+/// False positives: at capacity (16 bits per key: ~32 keys per 512-bit block) each word is
+/// ~40% set, so ~0.1% of absent keys answer "maybe" (block-load variance included). No false
+/// negatives. No deletion: the owner rebuilds it.
+/// - Complexity: O(1) per probe or insert, no allocation.
+struct BlockedBloomFilter {
+    /// `blockCount * 8` words.
+    private var words: [UInt64]
+    let blockCount: Int
+    /// Keys inserted since it was built (stale ones included).
+    private(set) var inserted = 0
+
+    /// Keys it holds at 16 bits per key.
+    var capacity: Int { blockCount * 32 }
+    var byteCount: Int { blockCount * 64 }
+
+    init(capacity: Int) {
+        blockCount = max(1, (capacity + 31) / 32)
+        words = [UInt64](repeating: 0, count: blockCount * 8)
+    }
+
+    @inline(__always)
+    private func base(_ key: EventKey) -> Int {
+        Int(truncatingIfNeeded: key.hi.multipliedFullWidth(by: UInt64(blockCount)).high) &* 8
+    }
+
+    /// False: certainly never inserted. True: maybe.
+    @inline(__always)
+    func mayContain(_ key: EventKey) -> Bool {
+        let b = base(key)
+        return words.withUnsafeBufferPointer { w -> Bool in
+            var lo = key.lo
+            var missing: UInt64 = 0
+            for i in 0..<8 {
+                missing |= ~w[b &+ i] & (1 &<< (lo & 63))
+                lo &>>= 6
+            }
+            return missing == 0
         }
     }
 
-    /// Bytes held by the sets' slots.
-    var byteCount: Int { sets.reduce(0) { $0 + $1.byteCount } }
+    @inline(__always)
+    mutating func insert(_ key: EventKey) {
+        let b = base(key)
+        words.withUnsafeMutableBufferPointer { w in
+            var lo = key.lo
+            for i in 0..<8 {
+                w[b &+ i] |= 1 &<< (lo & 63)
+                lo &>>= 6
+            }
+        }
+        inserted &+= 1
+    }
 }
 
 // MARK: - Hour key set
