@@ -290,9 +290,12 @@ public final class Daemon: @unchecked Sendable {
 
     /// Asks for a graceful shutdown: stop taking input, drain, final snapshot, checkpoint.
     /// Idempotent; async-signal-safe enough to call from a signal task.
-    public func requestStop() {
-        stopFlag.store(true, ordering: .releasing)
+    /// - Returns: true for the first request, false when a stop was already requested.
+    @discardableResult
+    public func requestStop() -> Bool {
+        let (exchanged, _) = stopFlag.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing)
         wake.wake()
+        return exchanged
     }
 
     /// Asks the engine thread to reload the pipeline (SIGHUP).

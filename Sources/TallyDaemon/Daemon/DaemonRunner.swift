@@ -1,17 +1,16 @@
 public import Logging
 public import ServiceLifecycle
-import UnixSignals
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
 
-// MARK: - DaemonService
+// MARK: - Services
 
-/// The daemon as a swift-service-lifecycle `Service`: the `ServiceGroup` turns SIGTERM/SIGINT
-/// into a graceful shutdown (stop input, drain, final snapshot, checkpoint), and SIGHUP is
-/// forwarded to ``Daemon/requestReload()``.
+/// The daemon as a swift-service-lifecycle `Service`: it runs until the engine thread has
+/// stopped; the group's graceful shutdown (SIGTERM/SIGINT through ``SignalBridge``) stops input,
+/// drains, publishes the final snapshot and checkpoints, bounded by `--shutdown-timeout`.
 public struct DaemonService: Service {
     public let daemon: Daemon
 
@@ -20,27 +19,22 @@ public struct DaemonService: Service {
     public func run() async throws {
         let daemon = self.daemon
         await withGracefulShutdownHandler {
-            await withTaskGroup(of: Void.self) { group in
-                group.addTask {
-                    for await _ in await UnixSignalsSequence(trapping: .sighup) {
-                        daemon.requestReload()
-                    }
-                }
-                await daemon.stopped.wait()
-                group.cancelAll()
-            }
+            await daemon.stopped.wait()
         } onGracefulShutdown: {
-            daemon.logger.info("shutting down: draining input, final snapshot")
-            daemon.requestStop()
-            // A bounded shutdown: if the engine thread cannot finish in time, exit 1 rather than hang.
-            let timeout = daemon.settings.shutdownTimeout
-            spawnThread(name: "tally-shutdown-guard") {
-                if !daemon.stopped.waitBlocking(timeout: timeout) {
-                    daemon.logger.critical("shutdown did not finish within \(DurationText.format(timeout)); exiting")
-                    exit(1)
-                }
-            }
+            DaemonRunner.beginStop(daemon, reason: "graceful shutdown")
         }
+    }
+}
+
+/// The operator endpoints (metrics, health, sd_notify) as a `Service`. Listed before the daemon in
+/// the group, so the group shuts it down after the daemon has stopped: `/readyz` says 503 and
+/// STOPPING is sent while the final snapshot is still being made.
+struct OperationsService: Service {
+    let operations: Operations
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        operations.shutdown()
     }
 }
 
@@ -51,6 +45,21 @@ public enum DaemonRunner {
     /// Builds the aggregation core for the settings: ``EngineCore`` over `TallyEngine.Engine`.
     public static func makeCore(_ settings: RunSettings, _ logger: Logger) throws(ConfigError) -> any AggregationCore {
         try EngineCore(settings: settings, logger: logger)
+    }
+
+    /// Asks the engine thread to stop, and exits 1 if it has not finished within
+    /// `--shutdown-timeout` (a bounded shutdown rather than a hang). Idempotent: the signal thread
+    /// and the group's graceful shutdown both call it; only the first request logs and guards.
+    static func beginStop(_ daemon: Daemon, reason: String) {
+        guard daemon.requestStop() else { return }
+        daemon.logger.info("shutting down: draining input, final snapshot", metadata: ["reason": "\(reason)"])
+        let timeout = daemon.settings.shutdownTimeout
+        spawnThread(name: "tally-shutdown-guard") {
+            if !daemon.stopped.waitBlocking(timeout: timeout) {
+                daemon.logger.critical("shutdown did not finish within \(DurationText.format(timeout)); exiting")
+                exit(1)
+            }
+        }
     }
 
     /// Runs until SIGTERM/SIGINT; returns after the graceful shutdown.
@@ -66,8 +75,15 @@ public enum DaemonRunner {
         daemon.settingsReloader = reread
         let operations = try Operations(settings: settings, logger: logger)
         operations.attach(to: daemon)
-        // Signals are trapped before anything is bound: a SIGTERM that arrives while recovering
-        // or just after the snapshot service first answers must still mean a graceful stop.
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(
+            services: [
+                .init(service: OperationsService(operations: operations)),
+                .init(service: DaemonService(daemon: daemon), successTerminationBehavior: .gracefullyShutdownGroup),
+            ],
+            logger: logger))
+        // Signals are trapped before anything is bound (the group's own signal handling would
+        // start only once it runs, after binding): a SIGTERM that arrives while recovering or just
+        // after the snapshot service first answers must still mean a graceful stop.
         SignalBridge.install()
         spawnThread(name: "tally-signals") {
             while let signal = SignalBridge.next() {
@@ -76,21 +92,14 @@ public enum DaemonRunner {
                     daemon.logger.info("SIGHUP: reloading the pipeline")
                     daemon.requestReload()
                 default:
-                    daemon.logger.info("shutting down: draining input, final snapshot", metadata: ["signal": "\(signal)"])
-                    daemon.requestStop()
-                    let timeout = daemon.settings.shutdownTimeout
-                    spawnThread(name: "tally-shutdown-guard") {
-                        if !daemon.stopped.waitBlocking(timeout: timeout) {
-                            daemon.logger.critical("shutdown did not finish within \(DurationText.format(timeout)); exiting")
-                            exit(1)
-                        }
-                    }
+                    // Stop at once (the group may not be running yet), then let the group wind down.
+                    beginStop(daemon, reason: "signal \(signal)")
+                    Task { await group.triggerGracefulShutdown() }
                 }
             }
         }
         try daemon.start()
-        await daemon.stopped.wait()
-        operations.shutdown()
+        try await group.run()
     }
 }
 
