@@ -235,19 +235,20 @@ final class EventAggregator {
             }
             return
         }
-        let specs = isAllCell(i) ? allSpecs : groupSpecs
+        let isAll = isAllCell(i)
         let nch = channels.count
-        // Bucket indices once per event (at most a few rings).
+        // Bucket indices once per event (at most a few rings), reading the specs in place
+        // (no array copy: no retain/release per update).
         var b0: Int64 = 0, b1: Int64 = 0, b2: Int64 = 0
-        for (k, s) in specs.enumerated() where k < 3 {
+        let ns = isAll ? allSpecs.count : groupSpecs.count
+        for k in 0..<min(ns, 3) {
             let b: Int64
-            switch s.kind {
+            switch isAll ? allSpecs[k].kind : groupSpecs[k].kind {
             case .fine(let res): b = Self.ceilDiv(t, res)
             case .period(let u): b = calendar.period(u, t)
             }
             if k == 0 { b0 = b } else if k == 1 { b1 = b } else { b2 = b }
         }
-        let ns = specs.count
         channels.withUnsafeBufferPointer { chans in
             cells.withUnsafeMutableBufferPointer { c in
                 if t < c[i].minTime { c[i].minTime = t }

@@ -160,6 +160,23 @@ struct DedupIndex {
 
     /// Bytes held by the sets' slots and the filter.
     var byteCount: Int { sets.reduce(0) { $0 + $1.byteCount } + filter.byteCount }
+
+    /// Where the next probes will land: the filter, and the newest hour's set (where a stream
+    /// in time order inserts). Valid until the next insert or expiry; a stale hint only wastes
+    /// a prefetch (see ``DedupPrefetch``).
+    /// - Complexity: O(1).
+    var prefetchHint: DedupPrefetch {
+        var hint = filter.prefetchHint
+        if newestHour != .min {
+            let s = slot(newestHour)
+            if setHour[s] == newestHour, let (base, mask) = sets[s].slotsHint {
+                hint.hourSlots = base
+                hint.hourMask = mask
+                hint.hour = newestHour
+            }
+        }
+        return hint
+    }
 }
 
 // MARK: - Blocked Bloom filter
@@ -191,6 +208,12 @@ struct BlockedBloomFilter {
     init(capacity: Int) {
         blockCount = max(1, (capacity + 31) / 32)
         words = [UInt64](repeating: 0, count: blockCount * 8)
+    }
+
+    /// The words' address and the block count, for ``DedupPrefetch`` (valid until the next
+    /// insert: only ever used as a prefetch address, which cannot fault).
+    var prefetchHint: DedupPrefetch {
+        DedupPrefetch(filter: words.withUnsafeBytes { UnsafeRawPointer($0.baseAddress) }, filterBlocks: UInt64(blockCount))
     }
 
     @inline(__always)
@@ -308,4 +331,10 @@ struct HourKeySet {
 
     /// Bytes held by the slots.
     var byteCount: Int { slots.count * MemoryLayout<Slot>.stride }
+
+    /// The slots' address and index mask, for ``DedupPrefetch`` (valid until the next insert;
+    /// only ever used as a prefetch address). Nil while empty.
+    var slotsHint: (UnsafeRawPointer, Int)? {
+        slots.isEmpty ? nil : (slots.withUnsafeBytes { UnsafeRawPointer($0.baseAddress!) }, slots.count - 1)
+    }
 }

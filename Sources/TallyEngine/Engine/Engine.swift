@@ -219,7 +219,7 @@ public final class Engine: @unchecked Sendable {
     /// - Complexity: O(bytes + events × aggregates per type).
     public func ingest(_ payload: UnsafeRawBufferPointer, origin: Origin = .any) -> IngestReport {
         var report = IngestReport()
-        let frameError = decoder.decode(payload) { index, outcome in
+        let frameError = decoder.decode(payload, prefetch: dedup.prefetchHint) { index, outcome in
             switch outcome {
             case .event(let e):
                 guard origin.allows(e.source) else {

@@ -1,3 +1,5 @@
+import CTallyCRC
+
 // MARK: - Limits
 
 /// Bounds the decoder enforces on every frame, so hostile input costs bounded time and memory.
@@ -107,10 +109,41 @@ public struct EventKey: Hashable, Sendable {
     }
 }
 
-extension Event {
-    /// The dedup identity of this event: a 128-bit hash of (`source`, `id`).
-    /// - Complexity: O(source.count + id.count), no allocation.
-    public var dedupKey: EventKey { EventKey(source: source.bytes, id: id.bytes) }
+// MARK: - Dedup prefetch hint
+
+/// Where the engine's dedup index will look for a key, so the decoder can start those cache
+/// line loads as soon as it has hashed `source` + `id`, while it still validates `time` and
+/// `data` (~150 ns of independent work).
+///
+/// Why: the filter block load was 38% of `Engine.apply(event:)` (an L2 miss into a 2–4 MiB
+/// table), and the insert into the current hour's set another random access into a few
+/// hundred KiB. A prefetch never faults, so a stale hint (the filter or the set was rebuilt
+/// since it was taken) costs one useless hint, never a wrong answer.
+/// - Complexity: O(1), no allocation; a trivial type.
+struct DedupPrefetch {
+    /// The Bloom filter's words (``BlockedBloomFilter``: 64-byte blocks) and its block count.
+    var filter: UnsafeRawPointer? = nil
+    var filterBlocks: UInt64 = 0
+    /// The slots (16 bytes each) of the set of hour `hour` and their mask (count - 1).
+    var hourSlots: UnsafeRawPointer? = nil
+    var hourMask: Int = 0
+    var hour: Int64 = .min
+
+    /// Prefetches the filter block `key` maps to (the same multiply-shift as the filter).
+    @inline(__always)
+    func touchFilter(_ key: EventKey) {
+        guard let f = filter else { return }
+        let block = Int(truncatingIfNeeded: key.hi.multipliedFullWidth(by: filterBlocks).high)
+        tally_prefetch(f + block &* 64)
+    }
+
+    /// Prefetches the first slot `key` probes in the set of `time`'s hour, when that hour is
+    /// the one the hint describes (the newest: where a stream in time order inserts).
+    @inline(__always)
+    func touchHourSet(_ key: EventKey, time: Micros) {
+        guard let s = hourSlots, ZoneCalendar.floorDiv(time, ZoneCalendar.microsPerHour) == hour else { return }
+        tally_prefetch(s + (Int(truncatingIfNeeded: key.lo) & hourMask) &* 16)
+    }
 }
 
 /// MurmurHash3 x64 128 (Austin Appleby, public domain), seeded with a full 128-bit state so

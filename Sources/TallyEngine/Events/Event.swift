@@ -165,17 +165,29 @@ public struct Event: Sendable {
     public var typeIndex: Int
     /// `time`, converted to UTC microseconds.
     public var time: Micros
-    public var source: StringView
-    public var id: StringView
+    public var source: StringView { didSet { dedupKey = EventKey(source: source.bytes, id: id.bytes) } }
+    public var id: StringView { didSet { dedupKey = EventKey(source: source.bytes, id: id.bytes) } }
     /// `data` fields in the order of the catalog type's `fields` (`fields[i]`, `fields.count`).
     public var fields: EventFields
+    /// The dedup identity of this event: a 128-bit hash of (`source`, `id`), kept in step with
+    /// them. Stored, not computed on use, so the decoder can hash it (and prefetch the dedup
+    /// filter's block for it) while it still has `data` to validate.
+    public private(set) var dedupKey: EventKey
 
     public init(typeIndex: Int, time: Micros, source: StringView, id: StringView, fields: EventFields) {
+        self.init(typeIndex: typeIndex, time: time, source: source, id: id, fields: fields,
+                  dedupKey: EventKey(source: source.bytes, id: id.bytes))
+    }
+
+    /// `dedupKey` must be `EventKey(source: source.bytes, id: id.bytes)` (the decoder computed it).
+    @inline(__always)
+    init(typeIndex: Int, time: Micros, source: StringView, id: StringView, fields: EventFields, dedupKey: EventKey) {
         self.typeIndex = typeIndex
         self.time = time
         self.source = source
         self.id = id
         self.fields = fields
+        self.dedupKey = dedupKey
     }
 
     /// Convenience for tests and simulators: fields from an array (at most ``EventFields/capacity``).

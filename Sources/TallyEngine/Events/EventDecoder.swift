@@ -64,6 +64,14 @@ public struct EventDecoder: @unchecked Sendable {
     ///   Memory: a scratch buffer of the largest frame seen, plus, for batches, the outcomes
     ///   of one batch (bounded by ``DecodeLimits/maxEventsPerBatch``).
     public mutating func decode(_ payload: UnsafeRawBufferPointer, _ body: (Int, DecodeOutcome) -> Void) -> RejectReason? {
+        decode(payload, prefetch: DedupPrefetch(), body)
+    }
+
+    /// ``decode(_:_:)`` that also prefetches, for each event, the dedup index's cache lines
+    /// `prefetch` names as soon as `source` and `id` are hashed (the engine's path).
+    @inline(__always)
+    mutating func decode(_ payload: UnsafeRawBufferPointer, prefetch: DedupPrefetch,
+                         _ body: (Int, DecodeOutcome) -> Void) -> RejectReason? {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
         let s = storage
         guard let raw = payload.baseAddress, payload.count > 0 else {
@@ -72,6 +80,7 @@ public struct EventDecoder: @unchecked Sendable {
         let base = raw.assumingMemoryBound(to: UInt8.self)
         s.beginFrame(payload.count + 16)
         var sc = Scanner(base: base, count: payload.count, storage: s)
+        sc.prefetch = prefetch
         defer { s.dayCache = sc.dayCache }
         do throws(FrameFailure) {
             sc.ws()
@@ -208,6 +217,8 @@ struct Scanner {
     let cat: CompiledCatalog.Tables
     unowned(unsafe) let storage: EventDecoder.Storage
     var dayCache: RFC3339.DayCache
+    /// Cache lines of the engine's dedup index to prefetch per event (none by default).
+    var prefetch = DedupPrefetch()
 
     init(base: UnsafePointer<UInt8>, count: Int, storage s: EventDecoder.Storage) {
         self.base = base
@@ -744,6 +755,10 @@ struct Scanner {
         var fields = EventFields(count: 0)
         var dataError: RejectReason? = nil
         var dataDone = false
+        // Hashed as soon as both `id` and `source` are read (before `time` and `data`), so the
+        // prefetch of the dedup filter block overlaps the rest of the event's validation.
+        var eventKey = EventKey(hi: 0, lo: 0)
+        var keyed = false
         ws()
         if byte == UInt8(ascii: "}") {
             p += 1
@@ -776,8 +791,18 @@ struct Scanner {
                     switch k {
                     case Scanner.aId:
                         id = try attributeString(k, &attrError, depth: depth)
+                        if seen & Scanner.aSource != 0 && attrError == nil {
+                            eventKey = EventKey(source: source.bytes, id: id.bytes)
+                            keyed = true
+                            prefetch.touchFilter(eventKey)
+                        }
                     case Scanner.aSource:
                         source = try attributeString(k, &attrError, depth: depth)
+                        if seen & Scanner.aId != 0 && attrError == nil {
+                            eventKey = EventKey(source: source.bytes, id: id.bytes)
+                            keyed = true
+                            prefetch.touchFilter(eventKey)
+                        }
                     case Scanner.aType:
                         typeName = try attributeString(k, &attrError, depth: depth)
                         if attrError == nil { typeIndex = cat.typeIndex(typeName.start, typeName.count) }
@@ -799,6 +824,7 @@ struct Scanner {
                             let v = try string(decode: true)
                             if let t = RFC3339.parse(v.start, v.count, cache: &dayCache) {
                                 time = t
+                                if keyed { prefetch.touchHourSet(eventKey, time: t) }
                             } else {
                                 attrError = RejectReason(code: .badTime, message:
                                     "time: expected an RFC 3339 date-time with an offset (e.g. 2024-04-30T23:59:59+07:00), got \(Scanner.quoted(v))")
@@ -872,7 +898,8 @@ struct Scanner {
             }
             return .balance(indicator: indicator, value: value, at: time, source: source, id: id)
         }
-        return .event(Event(typeIndex: typeIndex, time: time, source: source, id: id, fields: fields))
+        if !keyed { eventKey = EventKey(source: source.bytes, id: id.bytes) }
+        return .event(Event(typeIndex: typeIndex, time: time, source: source, id: id, fields: fields, dedupKey: eventKey))
     }
 
     /// A required non-empty string attribute; on a problem records it and returns an empty view.

@@ -8,21 +8,56 @@ import Foundation
 /// since 1975) the offset is cached and every computation is integer arithmetic (the hot path
 /// computes a period index per event). Civil dates use Howard Hinnant's days-from-civil
 /// algorithms (proleptic Gregorian), so leap years are exact.
+///
+/// A trivial type (no reference counting when copied): the `TimeZone` lives in a ``Zone``
+/// interned for the process's lifetime, referenced unmanaged. Why: the engine hands the
+/// calendar to every aggregator of every event, and copying a `TimeZone` cost a
+/// retain/release pair per event. The interned zones are bounded by the IANA zone names a
+/// process loads (a few per pipeline, ~600 at most).
 struct ZoneCalendar: @unchecked Sendable {
     static let microsPerSecond: Micros = 1_000_000
     static let microsPerHour: Micros = 3_600_000_000
     static let microsPerDay: Micros = 86_400_000_000
 
-    let zone: TimeZone
-    /// Seconds east of UTC when the zone never changes offset.
+    /// One loaded zone, never freed (see ``interned(_:)``).
+    final class Zone: @unchecked Sendable {
+        let zone: TimeZone
+        /// Seconds east of UTC when the zone never changes offset.
+        let fixedOffset: Int64?
+
+        init(_ z: TimeZone) {
+            zone = z
+            // No transition from 1990 on: treat as fixed (Vietnam last changed in 1975).
+            let probe = Date(timeIntervalSince1970: 631_152_000)
+            fixedOffset = z.nextDaylightSavingTimeTransition(after: probe) == nil ? Int64(z.secondsFromGMT(for: probe)) : nil
+        }
+    }
+
+    private static let lock = NSLock()
+    nonisolated(unsafe) private static var zones: [String: Zone] = [:]
+
+    /// The process-wide `Zone` of an identifier (an unknown one falls back to
+    /// Asia/Ho_Chi_Minh, under the identifier asked for).
+    /// - Complexity: O(1) after the first load of the identifier; takes a lock (not per event).
+    static func interned(_ identifier: String) -> Unmanaged<Zone> {
+        lock.lock()
+        defer { lock.unlock() }
+        if let z = zones[identifier] { return Unmanaged.passUnretained(z) }
+        let z = Zone(TimeZone(identifier: identifier) ?? TimeZone(identifier: "Asia/Ho_Chi_Minh")!)
+        zones[identifier] = z  // kept for the process's lifetime: the calendars point at it unretained
+        return Unmanaged.passUnretained(z)
+    }
+
+    private let ref: Unmanaged<Zone>
+    /// Seconds east of UTC when the zone never changes offset (copied here: no indirection on
+    /// the hot path).
     let fixedOffset: Int64?
 
+    var zone: TimeZone { ref._withUnsafeGuaranteedRef { $0.zone } }
+
     init(identifier: String) {
-        let z = TimeZone(identifier: identifier) ?? TimeZone(identifier: "Asia/Ho_Chi_Minh")!
-        zone = z
-        // No transition from 1990 on: treat as fixed (Vietnam last changed in 1975).
-        let probe = Date(timeIntervalSince1970: 631_152_000)
-        fixedOffset = z.nextDaylightSavingTimeTransition(after: probe) == nil ? Int64(z.secondsFromGMT(for: probe)) : nil
+        ref = Self.interned(identifier)
+        fixedOffset = ref._withUnsafeGuaranteedRef { $0.fixedOffset }
     }
 
     /// Seconds east of UTC at instant `t`.
