@@ -6,6 +6,8 @@
 #
 # BINARY is `zmq-bench` (this binding) or `ztransport` (C over libzmq): both take the same flags.
 # HWM (optional) is passed as -H to both ends; use 0 for lossless PUB/SUB.
+# SENDER (environment, optional) runs the sending end with another binary, so that one side can be
+# compared alone (e.g. both receivers fed by the C sender).
 set -eu
 [ $# -ge 4 ] || { echo "usage: pair.sh BINARY push|pub FRAME_BYTES EVENTS [HWM]" >&2; exit 2; }
 bin=$1; pattern=$2; size=$3; events=$4; hwm=${5:-}
@@ -22,7 +24,7 @@ for attempt in 1 2 3 4 5; do
         sleep 0.01
     done
     if grep -q READY "$out"; then
-        $bin send -p $pattern -e $endpoint -n $events -s $size ${hwm:+-H $hwm} 2>/dev/null
+        ${SENDER:-$bin} send -p $pattern -e $endpoint -n $events -s $size ${hwm:+-H $hwm} 2>/dev/null
         wait $receiver
         grep '"role":"recv"' "$out"
         exit 0
