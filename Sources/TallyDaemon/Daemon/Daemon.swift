@@ -370,7 +370,11 @@ public final class Daemon: @unchecked Sendable {
                     if now >= nextTick {
                         d.tick()
                         nextTick += interval
-                        if nextTick <= now { nextTick = now + interval }   // skip missed ticks
+                        // Skip missed ticks, measured after the snapshot: a snapshot slower than the
+                        // interval (a huge state, a debug build, a loaded machine) must leave ingest a
+                        // whole interval before the next one, never starve it tick after tick.
+                        let after = Int64(Clocks.monotonicNanos() / 1_000)
+                        if nextTick <= after { nextTick = after + interval }
                         continue
                     }
                     if unsynced && now >= nextSync { syncLog() }
