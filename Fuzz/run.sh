@@ -35,14 +35,17 @@ swift build --scratch-path "$SCRATCH" --target TallyEngine \
   -Xswiftc -sanitize=fuzzer -Xswiftc -sanitize=address 2>&1 | grep -E "error|warning: unre|Compiling TallyEngine|Build" || true
 BIN="$SCRATCH/debug"
 test -f "$BIN/Modules/TallyEngine.swiftmodule" || { echo "fuzz: the TallyEngine build failed" >&2; exit 1; }
-OBJECTS=( $(find "$BIN/TallyEngine.build" "$BIN/Yams.build" "$BIN/CYaml.build" -name '*.o' | sort) )
+# TallyEngine and everything it links: Yams (+ its C libyaml) and CTallyCRC (hardware CRC-32C, prefetch).
+OBJECTS=( $(find "$BIN/TallyEngine.build" "$BIN/Yams.build" "$BIN/CYaml.build" "$BIN/CTallyCRC.build" -name '*.o' | sort) )
 CYAML_MAP=$(find "$SCRATCH" -path '*CYaml*' -name module.modulemap | head -1)
+CRC_MAP=$(find "$SCRATCH" -path '*CTallyCRC.build*' -name module.modulemap | head -1)
 
 build_target() {
   local name="$1"
   echo "fuzz: linking $name ..."
   swiftc -sanitize=fuzzer,address -parse-as-library -g \
     -I "$BIN/Modules" ${CYAML_MAP:+-Xcc -fmodule-map-file="$CYAML_MAP"} \
+    ${CRC_MAP:+-Xcc -fmodule-map-file="$CRC_MAP"} -Xcc -I -Xcc Sources/CTallyCRC/include \
     "Fuzz/Harness/$name.swift" "${OBJECTS[@]}" -o "$OUT/fuzz-$name" 2>&1 | grep -v "Cannot export local symbol" || true
   test -x "$OUT/fuzz-$name" || { echo "fuzz: linking $name failed" >&2; exit 1; }
 }
