@@ -77,30 +77,14 @@ struct ZoneCalendar: @unchecked Sendable {
     @inline(__always)
     func localDay(_ t: Micros) -> Int64 { Self.floorDiv(t + offset(at: t) * Self.microsPerSecond, Self.microsPerDay) }
 
-    /// (year, month 1-12, day 1-31) of a day number.
+    /// (year, month 1-12, day 1-31) of a day number (the proleptic Gregorian arithmetic lives
+    /// once, in ``RFC3339``).
     @inline(__always)
-    static func civil(_ z0: Int64) -> (Int64, Int64, Int64) {
-        let z = z0 + 719_468
-        let era = floorDiv(z, 146_097)
-        let doe = z - era * 146_097
-        let yoe = (doe - doe / 1460 + doe / 36524 - doe / 146_096) / 365
-        let y = yoe + era * 400
-        let doy = doe - (365 * yoe + yoe / 4 - yoe / 100)
-        let mp = (5 * doy + 2) / 153
-        let d = doy - (153 * mp + 2) / 5 + 1
-        let m = mp < 10 ? mp + 3 : mp - 9
-        return (m <= 2 ? y + 1 : y, m, d)
-    }
+    static func civil(_ z0: Int64) -> (Int64, Int64, Int64) { RFC3339.civil(fromDays: z0) }
 
     /// Day number of a civil date.
-    static func days(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 {
-        let y = m <= 2 ? y0 - 1 : y0
-        let era = floorDiv(y, 400)
-        let yoe = y - era * 400
-        let doy = (153 * (m > 2 ? m - 3 : m + 9) + 2) / 5 + d - 1
-        let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy
-        return era * 146_097 + doe - 719_468
-    }
+    @inline(__always)
+    static func days(_ y0: Int64, _ m: Int64, _ d: Int64) -> Int64 { RFC3339.daysFromCivil(y0, m, d) }
 
     /// The index of the period containing `t`: day number, `year*12+month-1`,
     /// `year*4+quarter-1`, or the year.
