@@ -17,24 +17,9 @@ import argparse, json, os, shutil, socket, subprocess, tempfile, threading, time
 
 import zmq
 
-
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
+from perfcommon import free_port, snapshot
 
 
-def snapshot(ctx, endpoint):
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(endpoint)
-    s.send_multipart([b"", b"snapshot"])
-    ok = s.poll(2000)
-    parts = [p for p in s.recv_multipart() if p] if ok else []
-    s.close()
-    return json.loads(parts[-1]) if parts else None
 
 
 def start(exe, pipeline, tmp, name):

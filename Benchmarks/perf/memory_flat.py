@@ -29,13 +29,9 @@ import argparse, json, os, shutil, socket, subprocess, sys, tempfile, time
 
 import zmq
 
+import perfcommon
+from perfcommon import free_port
 
-def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    p = s.getsockname()[1]
-    s.close()
-    return p
 
 
 def proc_kib(pid, key):
@@ -52,16 +48,7 @@ def instant(text):
 
 
 def snapshot(ctx, endpoint):
-    s = ctx.socket(zmq.DEALER)
-    s.setsockopt(zmq.LINGER, 0)
-    s.connect(endpoint)
-    s.send_multipart([b"", b"snapshot"])
-    if not s.poll(5000):
-        s.close()
-        return None
-    parts = [p for p in s.recv_multipart() if p]
-    s.close()
-    return json.loads(parts[-1]) if parts else None
+    return perfcommon.snapshot(ctx, endpoint, timeout_ms=5000)   # a loaded daemon may answer slowly
 
 
 def main():
