@@ -177,30 +177,26 @@ public final class Socket: @unchecked Sendable {
     /// mark counts whole messages). `flags` may add `.dontWait`; `.more` is managed here.
     @discardableResult
     public func sendMultipart(_ parts: [[UInt8]], flags: SendFlags = []) throws(ZMQError) -> Bool {
-        guard !parts.isEmpty else { return true }
-        var rest = flags
-        rest.remove(.dontWait)
-        for (i, part) in parts.enumerated() {
-            var f = i == 0 ? flags : rest
-            if i < parts.count - 1 { f.insert(.more) } else { f.remove(.more) }
-            if try !send(part, flags: f) {
-                precondition(i == 0, "libzmq refused part \(i) of a multipart message after accepting the first")
-                return false
-            }
-        }
-        return true
+        try sendParts(parts, flags: flags) { (part, f) throws(ZMQError) in try send(part, flags: f) }
     }
 
     /// Sends ``Message`` parts without copying, all or none (see ``sendMultipart(_:flags:)-([[UInt8]],_)``).
     @discardableResult
     public func sendMultipart(_ parts: [Message], flags: SendFlags = []) throws(ZMQError) -> Bool {
+        try sendParts(parts, flags: flags) { (part, f) throws(ZMQError) in try send(part, flags: f) }
+    }
+
+    /// The all-or-none loop of both `sendMultipart`s: `.more` on every part but the last, and
+    /// `.dontWait` only on the first (once libzmq queued a first part it queues the rest).
+    private func sendParts<Part>(_ parts: [Part], flags: SendFlags,
+                                 _ sendOne: (Part, SendFlags) throws(ZMQError) -> Bool) throws(ZMQError) -> Bool {
         guard !parts.isEmpty else { return true }
         var rest = flags
         rest.remove(.dontWait)
         for (i, part) in parts.enumerated() {
             var f = i == 0 ? flags : rest
             if i < parts.count - 1 { f.insert(.more) } else { f.remove(.more) }
-            if try !send(part, flags: f) {
+            if try !sendOne(part, f) {
                 precondition(i == 0, "libzmq refused part \(i) of a multipart message after accepting the first")
                 return false
             }
