@@ -7,7 +7,7 @@ import Darwin
 
 // MARK: - Dedicated threads
 
-/// Starts `body` on a new detached POSIX thread (`name` is kept for diagnostics).
+/// Starts `body` on a new detached POSIX thread named `name` (as `top -H` and `perf` show it).
 ///
 /// Why not the cooperative pool: the engine and the snapshot service block in `zmq_poll`, and
 /// Swift concurrency's pool must never block on ZeroMQ.
@@ -32,6 +32,7 @@ func spawnThread(name: String, _ body: @escaping @Sendable () -> Void) -> Comple
     var tid = pthread_t()
     let rc = pthread_create(&tid, &attr, { raw in
         let box = Unmanaged<Box>.fromOpaque(raw!).takeRetainedValue()
+        nameCurrentThread(box.name)
         box.body()
         box.completion.fire()
         return nil
@@ -119,4 +120,15 @@ final class WakePipe: Sendable {
         var buf = [UInt8](repeating: 0, count: 64)
         while buf.withUnsafeMutableBytes({ read(readFD, $0.baseAddress, 64) }) > 0 {}
     }
+}
+
+/// Gives the calling thread its name in `top -H`, `ps -L`, `perf` and core dumps (at most 15
+/// bytes, the kernel's limit). Best effort: `pthread_setname_np` and the variadic `prctl` are not
+/// visible from Swift here, so the name is written to `/proc/thread-self/comm`.
+private func nameCurrentThread(_ name: String) {
+    let fd = open("/proc/thread-self/comm", O_WRONLY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    defer { close(fd) }
+    let bytes = Array(name.utf8.prefix(15))
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
 }
