@@ -39,12 +39,7 @@ struct SimulateCommand: ParsableCommand {
 
     func validate() throws {
         guard SimulationProfile.named(profile) != nil else { throw ValidationError("--profile \(profile) is unknown: use april-2024") }
-        guard SimulationProfile.scaleRange.contains(scale) else {
-            throw ValidationError("--scale \(scale) is out of range: use \(SimulationProfile.scaleRange.lowerBound)...\(SimulationProfile.scaleRange.upperBound), e.g. 0.001")
-        }
-        if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive, e.g. 10000") } }
-        guard !(max && rate != nil) else { throw ValidationError("give --rate N or --max, not both") }
-        guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be between 1 and 100000") }
+        try validateFeed(scale: scale, rate: rate, max: max, batch: batch)
     }
 
     func run() throws {
@@ -95,12 +90,7 @@ struct DemoCommand: AsyncParsableCommand {
     var json = false
 
     func validate() throws {
-        guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be between 1 and 100000") }
-        guard SimulationProfile.scaleRange.contains(scale) else {
-            throw ValidationError("--scale \(scale) is out of range: use \(SimulationProfile.scaleRange.lowerBound)...\(SimulationProfile.scaleRange.upperBound), e.g. 0.001")
-        }
-        if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive") } }
-        guard !(max && rate != nil) else { throw ValidationError("give --rate N or --max, not both") }
+        try validateFeed(scale: scale, rate: rate, max: max, batch: batch)
     }
 
     func run() async throws {
@@ -116,4 +106,14 @@ struct DemoCommand: AsyncParsableCommand {
         options.duration = try duration.map { d throws(ConfigError) in try DurationText.parse(d, setting: "--duration") }
         try await Demo.run(options)
     }
+}
+
+/// The feeding options `simulate` and `demo` share: scale, `--rate` or `--max`, events per frame.
+func validateFeed(scale: Double, rate: Int?, max: Bool, batch: Int) throws {
+    guard SimulationProfile.scaleRange.contains(scale) else {
+        throw ValidationError("--scale \(scale) is out of range: use \(SimulationProfile.scaleRange.lowerBound)...\(SimulationProfile.scaleRange.upperBound), e.g. 0.001")
+    }
+    if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive, e.g. 10000") } }
+    guard !(max && rate != nil) else { throw ValidationError("give --rate N or --max, not both") }
+    guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be between 1 and 100000") }
 }

@@ -789,16 +789,11 @@ struct Scanner {
                 } else {
                     seen |= k
                     switch k {
-                    case Scanner.aId:
-                        id = try attributeString(k, &attrError, depth: depth)
-                        if seen & Scanner.aSource != 0 && attrError == nil {
-                            eventKey = EventKey(source: source.bytes, id: id.bytes)
-                            keyed = true
-                            prefetch.touchFilter(eventKey)
-                        }
-                    case Scanner.aSource:
-                        source = try attributeString(k, &attrError, depth: depth)
-                        if seen & Scanner.aId != 0 && attrError == nil {
+                    case Scanner.aId, Scanner.aSource:
+                        let value = try attributeString(k, &attrError, depth: depth)
+                        if k == Scanner.aId { id = value } else { source = value }
+                        // Both read: hash now and prefetch the dedup filter while time and data are validated.
+                        if seen & (Scanner.aId | Scanner.aSource) == (Scanner.aId | Scanner.aSource) && attrError == nil {
                             eventKey = EventKey(source: source.bytes, id: id.bytes)
                             keyed = true
                             prefetch.touchFilter(eventKey)
