@@ -3,6 +3,7 @@
 //
 //   swift build -c release --product engine-bench
 //   .build/release/engine-bench FILE.ndjson [--pipeline Pipelines/national-dx.yaml] [--batch 100] [--passes 2] [--keys 1000000]
+//                              [--only single|batched|aggregate|keys]   (one section alone, e.g. under `perf record`)
 //
 // 1. decode + validate + dedup + aggregate: `Engine.ingest` over in-memory frames (one event per
 //    frame, or arrays of `--batch` events);
@@ -51,6 +52,8 @@ var pipelinePath = "Pipelines/national-dx.yaml"
 var batch = 100
 var passes = 2
 var keyCount = 1_000_000
+/// Runs one section alone (profiling): nil runs them all.
+var only: String?
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -60,8 +63,11 @@ while let a = args.popFirst() {
     case "--batch", "--passes", "--keys":
         guard let v = args.popFirst().flatMap({ Int($0) }), v > 0 else { fail("\(a) needs a positive number") }
         if a == "--batch" { batch = v } else if a == "--passes" { passes = v } else { keyCount = v }
+    case "--only":
+        guard let v = args.popFirst(), ["single", "batched", "aggregate", "keys"].contains(v) else { fail("--only needs single, batched, aggregate or keys") }
+        only = v
     default:
-        if a.hasPrefix("-") { fail("usage: engine-bench FILE.ndjson [--pipeline P] [--batch N] [--passes N] [--keys N]") }
+        if a.hasPrefix("-") { fail("usage: engine-bench FILE.ndjson [--pipeline P] [--batch N] [--passes N] [--keys N] [--only SECTION]") }
         file = a
     }
 }
@@ -114,7 +120,10 @@ func runIngest(_ buffer: [UInt8], _ frames: [Range<Int>]) -> (Double, Engine, In
 }
 
 var lastEngine: Engine?
-for (label, buf, frames) in [("1 event/frame", bytes, lines), ("\(batch) events/frame", batched, batchRanges)] {
+/// True when section `name` runs (every section unless `--only` names another).
+@MainActor func runs(_ name: String) -> Bool { only == nil || only == name }
+
+for (name, label, buf, frames) in [("single", "1 event/frame", bytes, lines), ("batched", "\(batch) events/frame", batched, batchRanges)] where runs(name) {
     var best = Double.infinity
     var acc = 0
     for _ in 0..<passes {
@@ -126,7 +135,7 @@ for (label, buf, frames) in [("1 event/frame", bytes, lines), ("\(batch) events/
     print("decode+validate+aggregate, \(label): \(fmt(Double(lines.count) / best)) events/s (\(fmt(best * 1e9 / Double(lines.count), 1)) ns/event, accepted \(acc))")
 }
 
-if let e = lastEngine {
+if only == nil, let e = lastEngine {
     let s = e.snapshot()
     let pick = ["dvc.online_payments", "dvc.online_payments_vnd", "dvc.portal_accounts", "dvc.portal_dossiers",
                 "society.mobile_money_customers", "society.mobile_money_rural_customers"]
@@ -145,44 +154,46 @@ if let e = lastEngine {
 
 /// Events decoded once; their string views point into `bytes` (the stream has no escapes) and
 /// lists are copied to storage owned here.
-var decoded: [Event] = []
-decoded.reserveCapacity(lines.count)
-var decoder = EventDecoder(catalog: pipeline.catalog)
-var owned: [UnsafeMutablePointer<StringView>] = []
-var escapes = 0
-bytes.withUnsafeBytes { raw in
-    let base = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-    let end = base + raw.count
-    func inside(_ v: StringView) -> Bool { v.start >= base && v.start + v.count <= end }
-    for r in lines {
-        _ = decoder.decode(UnsafeRawBufferPointer(rebasing: raw[r])) { _, outcome in
-            guard case .event(var ev) = outcome else { return }
-            for i in 0..<ev.fields.count {
-                switch ev.fields[i] {
-                case .string(let s): if !inside(s) { escapes += 1 }
-                case .strings(let l):
-                    let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(l.count, 1))
-                    for (j, v) in l.enumerated() { (p + j).initialize(to: v); if !inside(v) { escapes += 1 } }
-                    owned.append(p)
-                    ev.fields[i] = .strings(StringList(base: UnsafePointer(p), count: l.count))
-                default: break
+if runs("aggregate") {
+    var decoded: [Event] = []
+    decoded.reserveCapacity(lines.count)
+    var decoder = EventDecoder(catalog: pipeline.catalog)
+    var owned: [UnsafeMutablePointer<StringView>] = []
+    var escapes = 0
+    bytes.withUnsafeBytes { raw in
+        let base = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
+        let end = base + raw.count
+        func inside(_ v: StringView) -> Bool { v.start >= base && v.start + v.count <= end }
+        for r in lines {
+            _ = decoder.decode(UnsafeRawBufferPointer(rebasing: raw[r])) { _, outcome in
+                guard case .event(var ev) = outcome else { return }
+                for i in 0..<ev.fields.count {
+                    switch ev.fields[i] {
+                    case .string(let s): if !inside(s) { escapes += 1 }
+                    case .strings(let l):
+                        let p = UnsafeMutablePointer<StringView>.allocate(capacity: max(l.count, 1))
+                        for (j, v) in l.enumerated() { (p + j).initialize(to: v); if !inside(v) { escapes += 1 } }
+                        owned.append(p)
+                        ev.fields[i] = .strings(StringList(base: UnsafePointer(p), count: l.count))
+                    default: break
+                    }
                 }
+                if !inside(ev.source) || !inside(ev.id) { escapes += 1 }
+                decoded.append(ev)
             }
-            if !inside(ev.source) || !inside(ev.id) { escapes += 1 }
-            decoded.append(ev)
         }
     }
-}
-if escapes > 0 { print("warning: \(escapes) strings were unescaped into decoder scratch; aggregate-only figures skip nothing but may read stale views") }
-bytes.withUnsafeBytes { _ in
-    var best = Double.infinity
-    for _ in 0..<passes {
-        let engine = Engine(pipeline: pipeline)
-        let t0 = now()
-        for ev in decoded { engine.apply(event: ev) }
-        best = min(best, now() - t0)
+    if escapes > 0 { print("warning: \(escapes) strings were unescaped into decoder scratch; aggregate-only figures skip nothing but may read stale views") }
+    bytes.withUnsafeBytes { _ in
+        var best = Double.infinity
+        for _ in 0..<passes {
+            let engine = Engine(pipeline: pipeline)
+            let t0 = now()
+            for ev in decoded { engine.apply(event: ev) }
+            best = min(best, now() - t0)
+        }
+        print("aggregate only (dedup + every indicator), pre-decoded: \(fmt(Double(decoded.count) / best)) events/s (\(fmt(best * 1e9 / Double(decoded.count), 1)) ns/event)")
     }
-    print("aggregate only (dedup + every indicator), pre-decoded: \(fmt(Double(decoded.count) / best)) events/s (\(fmt(best * 1e9 / Double(decoded.count), 1)) ns/event)")
 }
 
 // MARK: - 3. bytes per tracked key
@@ -207,13 +218,15 @@ func event(_ type: String, _ id: Int, _ data: String) -> [UInt8] {
     Array(#"{"specversion":"1.0","id":"k\#(id)","source":"/bench","type":"\#(type)","time":"2024-04-30T10:00:00+07:00","data":\#(data)}"#.utf8)
 }
 
-let dedupOnly = perKey("pipeline: k\nindicators:\n  - { id: n, unit: count, events: security.incident, aggregate: count }\n", keys: keyCount) { i, f in
-    f = event("security.incident", i, #"{"incident":"i","system":"s"}"#)
+if runs("keys") {
+    let dedupOnly = perKey("pipeline: k\nindicators:\n  - { id: n, unit: count, events: security.incident, aggregate: count }\n", keys: keyCount) { i, f in
+        f = event("security.incident", i, #"{"incident":"i","system":"s"}"#)
+    }
+    let distinctKeys = perKey("pipeline: k\nindicators:\n  - { id: n, unit: count, events: welfare.payment.disbursed, aggregate: distinct(beneficiary) }\n", keys: keyCount) { i, f in
+        f = event("welfare.payment.disbursed", i, #"{"beneficiary":"citizen-\#(i)","via_account":true,"amount_vnd":1}"#)
+    }
+    let rowKeys = perKey("pipeline: k\ntables:\n  s: { events: security.system.classified, key: system }\nindicators:\n  - { id: n, unit: count, table: s, aggregate: count }\n", keys: keyCount) { i, f in
+        f = event("security.system.classified", i, #"{"system":"system-\#(i)","owner":"o","level_approved":true}"#)
+    }
+    print("bytes per key (RSS growth over \(keyCount) keys): dedup id \(fmt(dedupOnly)), distinct value \(fmt(distinctKeys - dedupOnly)) (+ its dedup id), state-table row \(fmt(rowKeys - dedupOnly)) (+ its dedup id); key strings ~12-13 bytes included")
 }
-let distinctKeys = perKey("pipeline: k\nindicators:\n  - { id: n, unit: count, events: welfare.payment.disbursed, aggregate: distinct(beneficiary) }\n", keys: keyCount) { i, f in
-    f = event("welfare.payment.disbursed", i, #"{"beneficiary":"citizen-\#(i)","via_account":true,"amount_vnd":1}"#)
-}
-let rowKeys = perKey("pipeline: k\ntables:\n  s: { events: security.system.classified, key: system }\nindicators:\n  - { id: n, unit: count, table: s, aggregate: count }\n", keys: keyCount) { i, f in
-    f = event("security.system.classified", i, #"{"system":"system-\#(i)","owner":"o","level_approved":true}"#)
-}
-print("bytes per key (RSS growth over \(keyCount) keys): dedup id \(fmt(dedupOnly)), distinct value \(fmt(distinctKeys - dedupOnly)) (+ its dedup id), state-table row \(fmt(rowKeys - dedupOnly)) (+ its dedup id); key strings ~12-13 bytes included")

@@ -64,6 +64,23 @@ final class EventAggregator {
 
     static let hour = ZoneCalendar.microsPerHour
 
+    /// Per ring spec (of `allSpecs`; `groupSpecs` is its prefix): the bucket of the last event
+    /// and the span of time that maps to it, so the next event in the same bucket (most of a
+    /// time-ordered stream) reuses it instead of dividing (fine rings) or converting to a civil
+    /// date (calendar rings).
+    struct BucketMemo {
+        /// Fine rings: the resolution; 0 for a calendar ring.
+        let res: Int64
+        let unit: CalendarUnit
+        /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar: `lo` is the local day of `b`.
+        var lo: Int64 = .max
+        var hi: Int64 = .min
+        var b: Int64 = 0
+    }
+    /// `allSpecs.count` memos (at least one), owned here.
+    let memo: UnsafeMutablePointer<BucketMemo>
+    let memoCount: Int
+
     init(def: AggregateDefinition, catalogCount: Int, needsShift: Bool, retention: Micros, zone: String) {
         self.def = def
         channels = def.channels.map { RChannel($0, typeCount: def.types.count) }
@@ -103,6 +120,15 @@ final class EventAggregator {
         if def.distinct != nil { all = []; window = [] }
         allSpecs = all
         groupSpecs = window
+        precondition(Array(all.prefix(window.count)) == window, "group rings must be a prefix of the all-events cell's rings")
+        memoCount = max(all.count, 1)
+        memo = .allocate(capacity: memoCount)
+        for k in 0..<memoCount {
+            switch k < all.count ? all[k].kind : .fine(1) {
+            case .fine(let r): (memo + k).initialize(to: BucketMemo(res: r, unit: .day))
+            case .period(let u): (memo + k).initialize(to: BucketMemo(res: 0, unit: u))
+            }
+        }
         let zoneTag: String = {
             switch def.window {
             case .toDate, .last: "@\(zone)"
@@ -110,6 +136,33 @@ final class EventAggregator {
             }
         }()
         canonical = "events\(def.types)|\(def.window.canonical)\(zoneTag)|by:\(def.by?.name ?? "-")|year:\(def.yearPartition?.name ?? "-")|distinct:\(def.distinct?.name ?? "-")|\(def.channels.map(\.canonical).joined(separator: ";"))|rings:\(all.map(\.canonical))/\(window.map(\.canonical))"
+    }
+
+    deinit {
+        memo.deinitialize(count: memoCount)
+        memo.deallocate()
+    }
+
+    /// The bucket of `t` in ring spec `k` (`ceil(t / res)` or the calendar period index).
+    /// - Complexity: O(1); no division when `t` falls in the same bucket as the last call.
+    @inline(__always)
+    func bucket(_ k: Int, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
+        let m = memo + k
+        let res = m.pointee.res
+        if res > 0 {
+            if t > m.pointee.lo && t <= m.pointee.hi { return m.pointee.b }
+            let b = Self.ceilDiv(t, res)
+            m.pointee.lo = (b &- 1) &* res
+            m.pointee.hi = b &* res
+            m.pointee.b = b
+            return b
+        }
+        let day = calendar.localDay(t)
+        if day == m.pointee.lo { return m.pointee.b }
+        let b = calendar.period(m.pointee.unit, t)
+        m.pointee.lo = day
+        m.pointee.b = b
+        return b
     }
 
     // MARK: Cells
@@ -242,11 +295,7 @@ final class EventAggregator {
         var b0: Int64 = 0, b1: Int64 = 0, b2: Int64 = 0
         let ns = isAll ? allSpecs.count : groupSpecs.count
         for k in 0..<min(ns, 3) {
-            let b: Int64
-            switch isAll ? allSpecs[k].kind : groupSpecs[k].kind {
-            case .fine(let res): b = Self.ceilDiv(t, res)
-            case .period(let u): b = calendar.period(u, t)
-            }
+            let b = bucket(k, t, calendar)
             if k == 0 { b0 = b } else if k == 1 { b1 = b } else { b2 = b }
         }
         channels.withUnsafeBufferPointer { chans in
