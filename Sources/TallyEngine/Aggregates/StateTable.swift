@@ -124,22 +124,33 @@ struct TableAggregate {
         totals = [Double](repeating: 0, count: def.channels.count)
     }
 
+    /// Adds (`sign` 1) or removes (-1) one row version's contribution.
+    /// - Complexity: O(channels); allocates only for a group seen for the first time (the
+    ///   contributions live on the stack, the group's totals are updated in place).
     mutating func apply(_ v: RowVersion, sign: Double, interner: Interner) {
         let f = { (i: Int) -> FieldValue in v.field(i, interner) }
-        var contributions = [Double?](repeating: nil, count: channels.count)
-        for (c, ch) in channels.enumerated() {
-            contributions[c] = ch.contribution(pos: v.pos, f)
-            if let x = contributions[c] { totals[c] += sign * x }
-        }
-        if let ds = distinctSlots, contributions[0] != nil, ds[v.pos] >= 0,
-           let id = EventAggregator.internValue(f(ds[v.pos]), interner) {
-            let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
-            distinctRefs[id] = n > 0 ? n : nil
-        }
-        if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f(bs[v.pos]), interner) {
-            var arr = groups[g] ?? [Double](repeating: 0, count: channels.count)
-            for c in 0..<channels.count { if let x = contributions[c] { arr[c] += sign * x } }
-            groups[g] = arr
+        let nch = channels.count
+        withUnsafeTemporaryAllocation(of: Double?.self, capacity: max(nch, 1)) { contributions in
+            var any = false
+            for c in 0..<nch {
+                let x = channels[c].contribution(pos: v.pos, f)
+                contributions.initializeElement(at: c, to: x)
+                if let x { totals[c] += sign * x; any = true }
+            }
+            if let ds = distinctSlots, contributions[0] != nil, ds[v.pos] >= 0,
+               let id = EventAggregator.internValue(f(ds[v.pos]), interner) {
+                let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
+                distinctRefs[id] = n > 0 ? n : nil
+            }
+            if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f(bs[v.pos]), interner) {
+                // In place through the dictionary's `default:` accessor (no copy of the array);
+                // a group is listed once seen, even with nothing to add.
+                func add(_ arr: inout [Double]) {
+                    guard any else { return }
+                    for c in 0..<nch { if let x = contributions[c] { arr[c] += sign * x } }
+                }
+                add(&groups[g, default: [Double](repeating: 0, count: nch)])
+            }
         }
     }
 }

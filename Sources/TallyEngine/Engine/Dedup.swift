@@ -37,6 +37,9 @@ struct DedupIndex {
     private(set) var expiredThrough: Int64 = .min
     /// The newest hour ever filed (start of the newest-first search).
     private(set) var newestHour: Int64 = .min
+    /// `slot(newestHour)`, kept with it: a stream in time order probes the newest hour, and
+    /// the slot's `%` (an integer division) per event and per frame's prefetch hint is skipped.
+    private var newestSlot = 0
     /// Ids remembered over all hours.
     private(set) var count = 0
     /// Every live id, plus stale expired ones until the next rebuild.
@@ -68,7 +71,7 @@ struct DedupIndex {
         if (clock.map { time < $0 - horizon } ?? false) || h <= expiredThrough {
             return false   // too old to be remembered, and not a duplicate of anything known
         }
-        let s = slot(h)
+        let s = h == newestHour ? newestSlot : slot(h)
         if setHour[s] != h {
             // The slot holds another hour (the clock jumped). A newer one is kept (this event
             // is then not remembered); an older one is outside the horizon and dropped.
@@ -76,7 +79,7 @@ struct DedupIndex {
             count -= sets[s].count
             sets[s] = HourKeySet()
             setHour[s] = h
-            if h > newestHour { newestHour = h }
+            if h > newestHour { newestHour = h; newestSlot = s }
         }
         // Absent from every set (the filter or the search said so): a new id.
         if sets[s].insertIfAbsent(key) { count += 1 }
@@ -152,7 +155,7 @@ struct DedupIndex {
                 sets[s] = HourKeySet()
                 setHour[s] = h
             }
-            if h > newestHour { newestHour = h }
+            if h > newestHour { newestHour = h; newestSlot = s }
             if sets[s].insertIfAbsent(k) { count += 1 }
         }
         rebuildFilter()
@@ -168,7 +171,7 @@ struct DedupIndex {
     var prefetchHint: DedupPrefetch {
         var hint = filter.prefetchHint
         if newestHour != .min {
-            let s = slot(newestHour)
+            let s = newestSlot
             if setHour[s] == newestHour, let (base, mask) = sets[s].slotsHint {
                 hint.hourSlots = base
                 hint.hourMask = mask

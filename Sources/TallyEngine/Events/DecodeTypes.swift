@@ -178,11 +178,27 @@ enum Murmur3 {
                 h2 = rotl(h2, 31); h2 &+= h1; h2 = h2 &* 5 &+ 0x3849_5AB5
                 i += 16
             }
-            var j = n - 1
-            while j >= i {
-                let b = UInt64(base[j])
-                if j - i >= 8 { k2 = (k2 << 8) | b } else { k1 = (k1 << 8) | b }
-                j -= 1
+            // The tail (0-15 bytes) as two little-endian words: k1 = bytes i..<i+8, k2 = the
+            // rest. With n >= 8 the loads are whole words inside the buffer (ending at n where
+            // the tail is shorter), shifted down: no byte loop (ids and sources are 10-40 bytes).
+            let rem = n - i
+            if rem > 0 && n >= 8 {
+                @inline(__always) func word(_ at: Int) -> UInt64 {
+                    UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: at, as: UInt64.self))
+                }
+                if rem >= 8 {
+                    k1 = word(i)
+                    if rem > 8 { k2 = word(n - 8) >> UInt64(8 * (16 - rem)) }
+                } else {
+                    k1 = word(n - 8) >> UInt64(8 * (8 - rem))
+                }
+            } else {
+                var j = n - 1
+                while j >= i {
+                    let b = UInt64(base[j])
+                    if j - i >= 8 { k2 = (k2 << 8) | b } else { k1 = (k1 << 8) | b }
+                    j -= 1
+                }
             }
         }
         if n - i > 8 { k2 &*= c2; k2 = rotl(k2, 33); k2 &*= c1; h2 ^= k2 }
