@@ -216,53 +216,64 @@ public final class Engine: @unchecked Sendable {
     // MARK: Ingest
 
     /// Decodes one frame (a CloudEvent object or a batch array) and applies every valid event.
+    ///
+    /// The per-event closure counts into locals and the report is built once at the end: no
+    /// `IngestReport` is copied per event, and `rejected` allocates only when something is
+    /// rejected.
     /// - Complexity: O(bytes + events × aggregates per type).
     public func ingest(_ payload: UnsafeRawBufferPointer, origin: Origin = .any) -> IngestReport {
-        var report = IngestReport()
+        var accepted = 0, duplicates = 0, unrouted = 0, late = 0
+        var rejected: [(index: Int, reason: RejectReason)] = []
         let frameError = decoder.decode(payload, prefetch: dedup.prefetchHint) { index, outcome in
             switch outcome {
             case .event(let e):
                 guard origin.allows(e.source) else {
-                    report.rejected.append((index, notAllowed(e.source)))
+                    rejected.append((index, notAllowed(e.source)))
                     stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, e.source.string)
                     return
                 }
                 switch apply(event: e) {
-                case .accepted: report.accepted += 1
-                case .duplicate: report.duplicates += 1
+                case .accepted: accepted += 1
+                case .duplicate: duplicates += 1
                 case .future:
-                    report.rejected.append((index, RejectReason(code: .badTime, message: "time \(calendar.format(e.time)) is more than \(options.maxFutureSkew / 3_600_000_000) h after the wall clock \(calendar.format(wallClockHint ?? 0)); check the producer's clock")))
+                    rejected.append((index, RejectReason(code: .badTime, message: "time \(calendar.format(e.time)) is more than \(options.maxFutureSkew / 3_600_000_000) h after the wall clock \(calendar.format(wallClockHint ?? 0)); check the producer's clock")))
                 case .late:
-                    report.late += 1
+                    late += 1
                     let r = RejectReason(code: .late, message: "time \(calendar.format(e.time)) is older than the retention horizon (\(options.retention / EngineOptions.day) days before \(calendar.format(clock ?? e.time)))")
-                    report.rejected.append((index, r))
+                    rejected.append((index, r))
                     stats.countRejected(RejectReason.Code.late.rawValue, e.source.string)
                 }
             case .unrouted(let type, let source):
                 guard origin.allows(source) else {
-                    report.rejected.append((index, notAllowed(source)))
+                    rejected.append((index, notAllowed(source)))
                     stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, source.string)
                     return
                 }
-                report.unrouted += 1
+                unrouted += 1
                 stats.countUnrouted(type.string, source.string)
             case .balance(let indicator, let value, let at, let source, _):
                 guard origin.allows(source) else {
-                    report.rejected.append((index, notAllowed(source)))
+                    rejected.append((index, notAllowed(source)))
                     stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, source.string)
                     return
                 }
                 if let r = setBalance(indicator: indicator.string, value: value, at: at) {
-                    report.rejected.append((index, r))
+                    rejected.append((index, r))
                     stats.countRejected(r.code.rawValue, source.string)
                 } else {
-                    report.accepted += 1
+                    accepted += 1
                 }
             case .rejected(let r):
-                report.rejected.append((index, r))
+                rejected.append((index, r))
                 stats.countRejected(r.code.rawValue, "unknown")
             }
         }
+        var report = IngestReport()
+        report.accepted = accepted
+        report.duplicates = duplicates
+        report.unrouted = unrouted
+        report.late = late
+        report.rejected = rejected
         if let frameError {
             report.payloadError = frameError
             stats.countRejected(frameError.code.rawValue, "unknown")

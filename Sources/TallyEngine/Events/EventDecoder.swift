@@ -739,6 +739,39 @@ struct Scanner {
         }
     }
 
+    /// True when the bytes at `p` are exactly `"1.0"` (the only valid specversion, unescaped).
+    @inline(__always)
+    static func isSpecversion10(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 5 else { return false }
+        return UnsafeRawPointer(p).loadUnaligned(as: UInt32.self) == UInt32(littleEndian: 0x302E_3122)  // "\"1.0"
+            && p[4] == quote
+    }
+
+    /// True when the bytes at `p` are exactly `"application/json"` (no parameters, no escapes).
+    @inline(__always)
+    static func isApplicationJSON(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 18 else { return false }
+        let raw = UnsafeRawPointer(p)
+        return raw.loadUnaligned(as: UInt64.self) == UInt64(littleEndian: 0x6163_696C_7070_6122)  // "\"applica"
+            && raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == UInt64(littleEndian: 0x6F73_6A2F_6E6F_6974)  // "tion/jso"
+            && p[16] == UInt8(ascii: "n") && p[17] == quote
+    }
+
+    /// The `time` string at `p` when it has one of the shapes producers write,
+    /// `YYYY-MM-DDTHH:MM:SS.mmm+HH:MM` (29 bytes) or `YYYY-MM-DDTHH:MM:SS.mmmZ` (24), and is a
+    /// valid date-time: its instant and the bytes to skip (quotes included). Nil sends it to the
+    /// general path. A success is exactly what that path returns: every byte the parser accepts
+    /// is a digit or a separator, so the quote after them closes the string.
+    /// - Complexity: O(1), one parse; a failed guess costs a byte compare or a failed parse.
+    @inline(__always)
+    mutating func fastTime() -> (Micros, Int)? {
+        let avail = end - p
+        guard avail > 30, p.pointee == Scanner.quote else { return nil }
+        if p[30] == Scanner.quote, let t = RFC3339.parse(p + 1, 29, cache: &dayCache) { return (t, 31) }
+        if p[25] == Scanner.quote, let t = RFC3339.parse(p + 1, 24, cache: &dayCache) { return (t, 26) }
+        return nil
+    }
+
     /// Decodes one event object at `p` (its `{`) at nesting `depth`.
     mutating func event(depth: Int) throws(FrameFailure) -> DecodeOutcome {
         guard depth <= maxDepth else { throw tooDeep() }
@@ -802,7 +835,9 @@ struct Scanner {
                         typeName = try attributeString(k, &attrError, depth: depth)
                         if attrError == nil { typeIndex = cat.typeIndex(typeName.start, typeName.count) }
                     case Scanner.aSpecversion:
-                        if byte == Scanner.quote {
+                        if Scanner.isSpecversion10(p, end) {
+                            p += 5  // `"1.0"`, as every producer writes it: no string scan
+                        } else if byte == Scanner.quote {
                             let v = try string(decode: true)
                             if !(v.count == 3 && v.start[0] == UInt8(ascii: "1") && v.start[1] == UInt8(ascii: ".")
                                 && v.start[2] == UInt8(ascii: "0")) {
@@ -815,7 +850,11 @@ struct Scanner {
                             attrError = RejectReason(code: .badSpecversion, message: "specversion: expected the string \"1.0\", got \(what)")
                         }
                     case Scanner.aTime:
-                        if byte == Scanner.quote {
+                        if let (t, n) = fastTime() {
+                            p += n  // the common shapes parsed in place: no separate string scan
+                            time = t
+                            if keyed { prefetch.touchHourSet(eventKey, time: t) }
+                        } else if byte == Scanner.quote {
                             let v = try string(decode: true)
                             if let t = RFC3339.parse(v.start, v.count, cache: &dayCache) {
                                 time = t
@@ -830,7 +869,9 @@ struct Scanner {
                             attrError = RejectReason(code: .badTime, message: "time: expected an RFC 3339 string, got \(what)")
                         }
                     case Scanner.aContentType:
-                        if byte == Scanner.quote {
+                        if Scanner.isApplicationJSON(p, end) {
+                            p += 18  // `"application/json"` exactly: no string scan
+                        } else if byte == Scanner.quote {
                             let v = try string(decode: true)
                             let ok = v.count >= 16 && memcmp(v.start, "application/json", 16) == 0
                                 && (v.count == 16 || v.start[16] == UInt8(ascii: ";") || v.start[16] == UInt8(ascii: " "))
