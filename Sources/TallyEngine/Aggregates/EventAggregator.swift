@@ -298,19 +298,29 @@ final class EventAggregator {
             let b = bucket(k, t, calendar)
             if k == 0 { b0 = b } else if k == 1 { b1 = b } else { b2 = b }
         }
+        // One uniqueness check per array (cells, the cell's totals, its rings, each ring's
+        // slots) instead of one per element access.
         channels.withUnsafeBufferPointer { chans in
             cells.withUnsafeMutableBufferPointer { c in
                 if t < c[i].minTime { c[i].minTime = t }
                 if t > c[i].maxTime { c[i].maxTime = t }
-                for ch in 0..<nch {
-                    guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
-                    switch chans[ch].kind {
-                    case .sum: c[i].totals[ch] += v
-                    case .min: c[i].totals[ch] = min(c[i].totals[ch], v)
-                    case .max: c[i].totals[ch] = max(c[i].totals[ch], v)
+                c[i].totals.withUnsafeMutableBufferPointer { tot in
+                    for ch in 0..<nch {
+                        guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
+                        switch chans[ch].kind {
+                        case .sum: tot[ch] += v
+                        case .min: tot[ch] = min(tot[ch], v)
+                        case .max: tot[ch] = max(tot[ch], v)
+                        }
                     }
-                    for k in 0..<ns {
-                        c[i].rings[ch * ns + k].add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
+                }
+                guard ns > 0 else { return }
+                c[i].rings.withUnsafeMutableBufferPointer { rings in
+                    for ch in 0..<nch {
+                        guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
+                        for k in 0..<ns {
+                            rings[ch * ns + k].add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
+                        }
                     }
                 }
             }

@@ -268,17 +268,9 @@ public final class Engine: @unchecked Sendable {
                 stats.countRejected(r.code.rawValue, "unknown")
             }
         }
-        var report = IngestReport()
-        report.accepted = accepted
-        report.duplicates = duplicates
-        report.unrouted = unrouted
-        report.late = late
-        report.rejected = rejected
-        if let frameError {
-            report.payloadError = frameError
-            stats.countRejected(frameError.code.rawValue, "unknown")
-        }
-        return report
+        if let frameError { stats.countRejected(frameError.code.rawValue, "unknown") }
+        return IngestReport(accepted: accepted, duplicates: duplicates, unrouted: unrouted, late: late,
+                            rejected: rejected, payloadError: frameError)
     }
 
     /// Convenience over ``ingest(_:origin:)`` for a byte array.
@@ -288,6 +280,21 @@ public final class Engine: @unchecked Sendable {
 
     private func notAllowed(_ source: StringView) -> RejectReason {
         RejectReason(code: .sourceNotAllowed, message: "source '\(source.string)' is outside this producer's allowed prefixes")
+    }
+}
+
+extension IngestReport {
+    /// The whole report at once (``Engine/ingest(_:origin:)`` builds it after the frame, so it
+    /// is neither copied nor mutated per event).
+    init(accepted: Int, duplicates: Int, unrouted: Int, late: Int,
+         rejected: [(index: Int, reason: RejectReason)], payloadError: RejectReason?) {
+        self.init()
+        self.accepted = accepted
+        self.duplicates = duplicates
+        self.unrouted = unrouted
+        self.late = late
+        self.rejected = rejected
+        self.payloadError = payloadError
     }
 }
 
