@@ -126,31 +126,62 @@ struct TableAggregate {
 
     /// Adds (`sign` 1) or removes (-1) one row version's contribution.
     /// - Complexity: O(channels); allocates only for a group seen for the first time (the
-    ///   contributions live on the stack, the group's totals are updated in place).
+    ///   contributions of up to four channels live in locals, the group's totals are updated
+    ///   in place).
     mutating func apply(_ v: RowVersion, sign: Double, interner: Interner) {
-        let f = { (i: Int) -> FieldValue in v.field(i, interner) }
         let nch = channels.count
-        withUnsafeTemporaryAllocation(of: Double?.self, capacity: max(nch, 1)) { contributions in
-            var any = false
-            for c in 0..<nch {
-                let x = channels[c].contribution(pos: v.pos, f)
-                contributions.initializeElement(at: c, to: x)
-                if let x { totals[c] += sign * x; any = true }
+        guard nch <= 4 else { return applyMany(v, sign: sign, interner: interner) }
+        let f = { (i: Int) -> FieldValue in v.field(i, interner) }
+        let pos = v.pos
+        var x0: Double? = nil, x1: Double? = nil, x2: Double? = nil, x3: Double? = nil
+        for c in 0..<nch {
+            guard let x = channels[c].contribution(pos: pos, f) else { continue }
+            totals[c] += sign * x
+            switch c {
+            case 0: x0 = x
+            case 1: x1 = x
+            case 2: x2 = x
+            default: x3 = x
             }
-            if let ds = distinctSlots, contributions[0] != nil, ds[v.pos] >= 0,
-               let id = EventAggregator.internValue(f(ds[v.pos]), interner) {
-                let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
-                distinctRefs[id] = n > 0 ? n : nil
-            }
-            if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f(bs[v.pos]), interner) {
-                // In place through the dictionary's `default:` accessor (no copy of the array);
-                // a group is listed once seen, even with nothing to add.
-                func add(_ arr: inout [Double]) {
-                    guard any else { return }
-                    for c in 0..<nch { if let x = contributions[c] { arr[c] += sign * x } }
-                }
-                add(&groups[g, default: [Double](repeating: 0, count: nch)])
-            }
+        }
+        if let ds = distinctSlots, x0 != nil, ds[pos] >= 0,
+           let id = EventAggregator.internValue(f(ds[pos]), interner) {
+            let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
+            distinctRefs[id] = n > 0 ? n : nil
+        }
+        if let bs = bySlots, bs[pos] >= 0, let g = EventAggregator.internValue(f(bs[pos]), interner) {
+            // In place through the dictionary's `default:` accessor (no copy of the array); a
+            // group is listed once seen, even with nothing to add.
+            Self.add(&groups[g, default: [Double](repeating: 0, count: nch)], sign, x0, x1, x2, x3)
+        }
+    }
+
+    @inline(__always)
+    private static func add(_ arr: inout [Double], _ sign: Double, _ x0: Double?, _ x1: Double?, _ x2: Double?, _ x3: Double?) {
+        if let x = x0 { arr[0] += sign * x }
+        if let x = x1 { arr[1] += sign * x }
+        if let x = x2 { arr[2] += sign * x }
+        if let x = x3 { arr[3] += sign * x }
+    }
+
+    /// ``apply(_:sign:interner:)`` for more than four channels (a pipeline may define them;
+    /// the national one does not): the contributions in an array.
+    private mutating func applyMany(_ v: RowVersion, sign: Double, interner: Interner) {
+        let f = { (i: Int) -> FieldValue in v.field(i, interner) }
+        var contributions = [Double?](repeating: nil, count: channels.count)
+        for (c, ch) in channels.enumerated() {
+            contributions[c] = ch.contribution(pos: v.pos, f)
+            if let x = contributions[c] { totals[c] += sign * x }
+        }
+        if let ds = distinctSlots, contributions[0] != nil, ds[v.pos] >= 0,
+           let id = EventAggregator.internValue(f(ds[v.pos]), interner) {
+            let n = (distinctRefs[id] ?? 0) + (sign > 0 ? 1 : -1)
+            distinctRefs[id] = n > 0 ? n : nil
+        }
+        if let bs = bySlots, bs[v.pos] >= 0, let g = EventAggregator.internValue(f(bs[v.pos]), interner) {
+            var arr = groups[g] ?? [Double](repeating: 0, count: channels.count)
+            for c in 0..<channels.count { if let x = contributions[c] { arr[c] += sign * x } }
+            groups[g] = arr
         }
     }
 }

@@ -77,7 +77,10 @@ struct DedupIndex {
             // is then not remembered); an older one is outside the horizon and dropped.
             if setHour[s] != .min && setHour[s] > h { return false }
             count -= sets[s].count
-            sets[s] = HourKeySet()
+            // A new newest hour is sized for as many ids as the hour before it got (the usual
+            // steady stream), so it does not rehash its way up from 64 slots.
+            let expected = h > newestHour && newestHour != .min && setHour[newestSlot] == newestHour ? sets[newestSlot].count : 0
+            sets[s] = HourKeySet(expected: expected)
             setHour[s] = h
             if h > newestHour { newestHour = h; newestSlot = s }
         }
@@ -269,6 +272,17 @@ struct HourKeySet {
     /// Empty until the first insert (most of the ring's 171 hours are empty or expired).
     private var slots: [Slot] = []
     private(set) var count = 0
+
+    init() {}
+
+    /// A set with room for `expected` ids at a load of at most 0.7 (the growth threshold):
+    /// the power of two growth would reach, allocated once. 0: empty until the first insert.
+    init(expected: Int) {
+        guard expected > 0 else { return }
+        var n = 64
+        while expected * 10 > n * 7 { n *= 2 }
+        slots = [Slot](repeating: Slot(hi: 0, lo: 0), count: n)
+    }
 
     /// (0, 0) marks an empty slot; the one key equal to it is stored as (0, 1).
     @inline(__always)

@@ -288,7 +288,6 @@ extension IngestReport {
     /// is neither copied nor mutated per event).
     init(accepted: Int, duplicates: Int, unrouted: Int, late: Int,
          rejected: [(index: Int, reason: RejectReason)], payloadError: RejectReason?) {
-        self.init()
         self.accepted = accepted
         self.duplicates = duplicates
         self.unrouted = unrouted
