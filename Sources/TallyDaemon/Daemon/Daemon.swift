@@ -495,7 +495,7 @@ public final class Daemon: @unchecked Sendable {
                     continue
                 }
                 if let limiter = d.rateLimiter, limiter.refusePull(message, curve: curve, origin: d.pulls[i].origin, ledger: d.ledger) { continue }
-                message.withUnsafeBytes { batch.append($0, origin: Int32(i), ack: -1) }
+                message.withUnsafeBytes { batch.appendFrame($0, origin: Int32(i)) }
                 if curve, let prefixes = d.security?.origin(forUserId: message.property("User-Id")) {
                     batch.restrictLast(to: prefixes)
                 }
@@ -565,7 +565,9 @@ public final class Daemon: @unchecked Sendable {
                     continue
                 }
                 let ackIdx = Int32(batch.pendingAcks.count)
-                request.payload.withUnsafeBytes { batch.append($0, origin: -1, ack: ackIdx) }
+                request.payload.withUnsafeBytes {
+                    batch.appendBatch($0, producer: request.producer, sequence: request.sequence, ack: ackIdx)
+                }
                 if curve, let prefixes = d.security?.origin(forUserId: request.payload.property("User-Id")) {
                     batch.restrictLast(to: prefixes)
                 }
@@ -587,22 +589,26 @@ public final class Daemon: @unchecked Sendable {
                 return
             }
             if batch.frames.isEmpty && batch.pendingAcks.isEmpty { return }
+            // Batches move by `swap` only: the writer stamps record headers into the buffer, and a
+            // second live reference would make that (or the next drain's append) copy 4 MiB.
             if batch.pendingAcks.isEmpty {
-                let previous: (FrameBatch, LogWriter.Outcome)? = writer.busy ? writer.wait() : nil
-                writer.submit(batch, receivedAt: Clocks.wallMicros())
-                if let (logged, result) = previous {
-                    batch = logged
+                var logged = FrameBatch(placeholder: ())
+                let previous: LogWriter.Outcome? = writer.busy ? writer.wait(into: &logged) : nil
+                writer.submit(&batch, receivedAt: Clocks.wallMicros())
+                if let result = previous {
+                    swap(&batch, &logged)
                     applyLogged(result, now: now)
-                } else {
-                    batch = spare ?? FrameBatch()
+                } else if spare != nil {
+                    swap(&batch, &spare!)
                     spare = nil
+                } else {
+                    batch = FrameBatch()
                 }
                 return
             }
             flushPipeline()
-            writer.submit(batch, receivedAt: Clocks.wallMicros())
-            let (logged, result) = writer.wait()
-            batch = logged
+            writer.submit(&batch, receivedAt: Clocks.wallMicros())
+            let result = writer.wait(into: &batch)
             applyLogged(result, now: now)
         }
 
@@ -610,12 +616,13 @@ public final class Daemon: @unchecked Sendable {
         /// being received). Called before anything else touches the log or the producer table.
         mutating func flushPipeline() {
             guard let writer, writer.busy else { return }
-            let (logged, result) = writer.wait()
-            let receiving = batch
-            batch = logged
+            var receiving = FrameBatch(placeholder: ())
+            swap(&receiving, &batch)
+            let result = writer.wait(into: &batch)
             applyLogged(result, now: Int64(Clocks.monotonicNanos() / 1_000))
-            spare = batch
-            batch = receiving
+            spare = FrameBatch(placeholder: ())
+            swap(&spare!, &batch)
+            swap(&batch, &receiving)
         }
 
         /// Applies ``batch`` after the writer's `result` for it (storage error: nothing applied).
