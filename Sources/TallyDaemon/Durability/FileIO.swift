@@ -99,6 +99,25 @@ enum FileIO {
         }
     }
 
+    /// Writes zeros over `[from, to)` in 1 MiB `pwrite`s (real blocks, not `fallocate`'s
+    /// unwritten extents, whose first overwrite still changes metadata).
+    /// - Complexity: O(to − from).
+    static func writeZeros(_ fd: Int32, from: Int64, to: Int64, path: String) throws(DurabilityError) {
+        guard from < to else { return }
+        let zeros = [UInt8](repeating: 0, count: Int(min(to - from, 1 << 20)))
+        var position = from
+        while position < to {
+            let n = Int(min(Int64(zeros.count), to - position))
+            let p = position
+            try zeros.withUnsafeBytes { z in
+                Result { () throws(DurabilityError) in
+                    try pwriteAll(fd, UnsafeRawBufferPointer(rebasing: z[..<n]), at: p, path: path)
+                }
+            }.get()
+            position += Int64(n)
+        }
+    }
+
     /// Reads up to `count` bytes at `offset` into `buffer`, looping until `count` bytes or EOF.
     /// - Returns: the number of bytes read (less than `count` only at end of file).
     static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws(DurabilityError) -> Int {
