@@ -484,7 +484,7 @@ public final class Daemon: @unchecked Sendable {
             let max = d.settings.maxMessageSize
             var n = 0
             // Bounded by frames and by bytes: 4096 batch frames of 28 KB would otherwise copy 113 MB per drain.
-            while n < limit, batch.buffer.count < Daemon.drainBytes, try socket.receive(into: message, flags: .dontWait) {
+            while n < limit, batch.byteCount < Daemon.drainBytes, try socket.receive(into: message, flags: .dontWait) {
                 n += 1
                 let size = message.count
                 if size > max {
@@ -511,7 +511,7 @@ public final class Daemon: @unchecked Sendable {
             let d = daemon
             guard let socket = d.ack else { return 0 }
             var n = 0
-            while n < limit, batch.buffer.count < Daemon.drainBytes, let frames = try socket.receiveMultipart(flags: .dontWait) {
+            while n < limit, batch.byteCount < Daemon.drainBytes, let frames = try socket.receiveMultipart(flags: .dontWait) {
                 n += 1
                 guard let request = AckRequest(frames) else {
                     var parts = Array(frames.prefix(1))

@@ -174,7 +174,8 @@ public final class WriteAheadLog {
         /// Size of replay's read buffer (grows for a larger record).
         public var readBufferSize: Int = 1 << 20
         /// A segment that saw at least this many `fdatasync`s starts its successor zero-filled
-        /// to ``maxSegmentSize`` (written and synced once, at the roll); `Int.max` never does.
+        /// to ``maxSegmentSize`` (written and synced once, at the roll); `Int.max` never does,
+        /// 0 preallocates every segment, the first one included.
         ///
         /// Why: an `fdatasync` after an append that grows the file also commits the size change
         /// to the file system's journal; overwriting blocks already written does not. On the
@@ -277,7 +278,7 @@ public final class WriteAheadLog {
                 try FileIO.close(activeFD, path: segments[segments.count - 1].path)
                 activeFD = -1
             }
-            try createSegment(firstLSN: nextLSN)
+            try createSegment(firstLSN: nextLSN, preallocate: options.preallocateAfterSyncs == 0)
             try FileIO.syncDirectory(directory)
             directoryNeedsSync = false
         }
