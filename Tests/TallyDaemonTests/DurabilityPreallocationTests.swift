@@ -63,6 +63,9 @@ struct DurabilityPreallocationTests {
         }
         #expect(records == 3)
         #expect(try walReplayAll(log).map(\.1) == appended)
+        // File sizes overcount by the zero tail; recordBytes does not.
+        let fileBytes = try files.reduce(Int64(0)) { $0 + (try Self.size(dir.file($1))) }
+        #expect(try WriteAheadLog.recordBytes(directory: dir.path) == fileBytes - (Self.segment - log.activeSize))
     }
 
     @Test("a zero-filled tail is the end of the log, not damage: reopening keeps it, and appends overwrite it")
