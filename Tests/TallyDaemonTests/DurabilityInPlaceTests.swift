@@ -83,6 +83,22 @@ struct DurabilityInPlaceTests {
         #expect(try Self.segments(inPlace.path) == Self.segments(copied.path))
     }
 
+    @Test("a drain larger than one sealed write (256 KiB) is stamped and written piece by piece, byte for byte as the copying encoder")
+    func sealedInPieces() throws {
+        let inPlace = WALTempDirectory("inplace"), copied = WALTempDirectory("copied")
+        defer { inPlace.remove(); copied.remove() }
+        let (drain, entries) = Self.drain(4_000)
+        var batch = drain
+        #expect(batch.byteCount > 2 * WriteAheadLog.sealedWriteBytes)
+        var origin: [String]?? = .none
+        let a = try WriteAheadLog(directory: inPlace.path)
+        #expect(Self.logInPlace(&batch, to: a, origin: &origin) == nil)
+        let b = try WriteAheadLog(directory: copied.path)
+        try b.append(entries)
+        #expect(try Self.segments(inPlace.path) == Self.segments(copied.path))
+        #expect(try walReplayAll(a).map(\.1) == entries)
+    }
+
     @Test("each record's stored CRC-32C covers its kind byte and body, and the engine's payload slices exclude the header")
     func checksumsAndPayloadSlices() throws {
         let dir = WALTempDirectory()

@@ -136,13 +136,16 @@ final class LogWriter: @unchecked Sendable {
         var meta: [UInt8] = []
         /// Per `meta` record: the frame it precedes and its range in ``meta``.
         var metaAt: [(frame: Int, range: Range<Int>)] = []
-        /// One buffer per record, in log order, for ``WriteAheadLog/append(records:)``.
+        /// One buffer per record, in log order, for ``WriteAheadLog/append(records:seal:)``.
         var records: [UnsafeRawBufferPointer] = []
+        /// Per record: the frame it holds, or -1 for a `meta` record (sealed already).
+        var frameOf: [Int32] = []
     }
 
     /// Logs every frame of `batch` in place (a `meta` origin record first when the origin
-    /// changes): stamps each record's header, receive time and CRC inside the drain buffer, then
-    /// one `pwritev` of the buffer (plus the few `meta` records) per segment.
+    /// changes): stamps each record's header, receive time and CRC inside the drain buffer, a
+    /// 256 KiB piece at a time right before the `pwritev` that writes the piece (plus the few
+    /// `meta` records).
     /// - Returns: the error, nothing appended.
     /// - Complexity: O(batch bytes): one CRC pass; the kernel's page-cache copy is the only copy.
     static func append(_ batch: inout FrameBatch, to log: WriteAheadLog, receivedAt: Int64,
@@ -151,6 +154,7 @@ final class LogWriter: @unchecked Sendable {
         scratch.meta.removeAll(keepingCapacity: true)
         scratch.metaAt.removeAll(keepingCapacity: true)
         scratch.records.removeAll(keepingCapacity: true)
+        scratch.frameOf.removeAll(keepingCapacity: true)
         // Pass 1: where the origin changes (rare: after a checkpoint, or CURVE producers with
         // different allowed sources), encode a meta record in the side buffer.
         var previousRestriction: Int32 = -2
@@ -169,7 +173,8 @@ final class LogWriter: @unchecked Sendable {
                 origin = .some(wanted)
             }
         }
-        // Pass 2: stamp and checksum each record in place, list the records in log order.
+        // Pass 2: list the records in log order; the log calls back to stamp and checksum each
+        // piece in place right before writing it (so it is still in this core's cache).
         let frames = batch.frames
         let metaAt = scratch.metaAt
         let result = batch.buffer.withUnsafeMutableBytes { raw -> DurabilityError? in
@@ -178,21 +183,29 @@ final class LogWriter: @unchecked Sendable {
                 for (i, f) in frames.enumerated() {
                     while nextMeta < metaAt.count, metaAt[nextMeta].frame == i {
                         scratch.records.append(UnsafeRawBufferPointer(rebasing: meta[metaAt[nextMeta].range]))
+                        scratch.frameOf.append(-1)
                         nextMeta += 1
                     }
-                    let record = UnsafeMutableRawBufferPointer(rebasing: raw[f.record])
-                    if f.ack >= 0 {
-                        RecordLayout.seal(record, kind: .batch)
-                    } else {
-                        record.storeBytes(of: UInt64(bitPattern: receivedAt).littleEndian,
-                                          toByteOffset: RecordLayout.headerSize, as: UInt64.self)
-                        RecordLayout.seal(record, kind: .frame)
+                    scratch.records.append(UnsafeRawBufferPointer(rebasing: raw[f.record]))
+                    scratch.frameOf.append(Int32(i))
+                }
+                let frameOf = scratch.frameOf
+                let stamp = UInt64(bitPattern: receivedAt).littleEndian
+                func seal(_ range: Range<Int>) {
+                    for r in range where frameOf[r] >= 0 {
+                        let f = frames[Int(frameOf[r])]
+                        let record = UnsafeMutableRawBufferPointer(rebasing: raw[f.record])
+                        if f.ack >= 0 {
+                            RecordLayout.seal(record, kind: .batch)
+                        } else {
+                            record.storeBytes(of: stamp, toByteOffset: RecordLayout.headerSize, as: UInt64.self)
+                            RecordLayout.seal(record, kind: .frame)
+                        }
                     }
-                    scratch.records.append(UnsafeRawBufferPointer(record))
                 }
                 do throws(DurabilityError) {
                     _ = try scratch.records.withUnsafeBufferPointer { records in
-                        Result { () throws(DurabilityError) in try log.append(records: records) }
+                        Result { () throws(DurabilityError) in try log.append(records: records, seal: seal) }
                     }.get()
                     return nil
                 } catch {

@@ -492,15 +492,21 @@ public final class WriteAheadLog {
     /// Why: the daemon's drain buffer already holds its frames as log records, so the log
     /// thread only checksums them in place; copying a drain into ``AppendBatch`` first cost one
     /// more pass over every logged byte (memory bandwidth the engine thread competes for).
-    /// - Parameter records: one buffer per record, in LSN order; each is the whole record
-    ///   (header + body). The memory is only read during the call.
+    /// - Parameters:
+    ///   - records: one buffer per record, in LSN order; each is the whole record (header +
+    ///     body). The memory is only read during the call (and written by `seal`).
+    ///   - seal: when given, called with the indices of the next records right before they are
+    ///     written (at most ``sealedWriteBytes`` per call, at least one record): the caller
+    ///     completes them there (``RecordLayout/seal(_:kind:)``), so each piece is checksummed
+    ///     and then copied into the page cache while it is still in this core's cache.
     /// - Returns: the LSNs given to the records, or nil when there are none.
     /// - Throws: `recordTooLarge` (nothing appended) or the write's error (the tail is rolled back
     ///   to where this call started), as ``append(_:)-(inout AppendBatch)``.
     /// - Complexity: O(records) to plan the pieces, one `pwritev` per segment touched (per 1,024
     ///   pieces), plus an fdatasync + file creation per segment roll.
     @discardableResult
-    public func append(records: UnsafeBufferPointer<UnsafeRawBufferPointer>) throws(DurabilityError) -> ClosedRange<LSN>? {
+    public func append(records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                       seal: ((Range<Int>) -> Void)? = nil) throws(DurabilityError) -> ClosedRange<LSN>? {
         guard !records.isEmpty else { return nil }
         for r in records {
             guard r.count >= RecordLayout.headerSize else {
@@ -509,8 +515,13 @@ public final class WriteAheadLog {
             let body = r.count - RecordLayout.headerSize
             guard body <= options.maxRecordSize else { throw .recordTooLarge(size: body, limit: options.maxRecordSize) }
         }
-        return try writeRecords(records)
+        return try writeRecords(records, seal: seal)
     }
+
+    /// Bytes per `pwritev` when the caller seals records as they are written: small enough to
+    /// stay in a core's L2 between the checksum pass and the kernel's copy (a 4 MiB drain
+    /// written by another core and copied in one piece was fetched from afar twice).
+    public static let sealedWriteBytes = 256 << 10
 
     private func writeBatch() throws(DurabilityError) -> ClosedRange<LSN> {
         let ends = batch.ends
@@ -525,7 +536,7 @@ public final class WriteAheadLog {
                     start = end
                 }
                 return try pieces.withUnsafeBufferPointer { records in
-                    Result { () throws(DurabilityError) in try writeRecords(records) }
+                    Result { () throws(DurabilityError) in try writeRecords(records, seal: nil) }
                 }.get()
             }
         }.get()
@@ -534,7 +545,9 @@ public final class WriteAheadLog {
     /// Writes `records` (already checked) from the active segment's end, rolling to a new
     /// segment when the next record would not fit (a record larger than a segment gets a
     /// segment of its own), and rolls back to where it started on any error.
-    private func writeRecords(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>) throws(DurabilityError) -> ClosedRange<LSN> {
+    private func writeRecords(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                              seal: ((Range<Int>) -> Void)?) throws(DurabilityError) -> ClosedRange<LSN> {
+        let maxWrite = seal == nil ? Int64.max : Int64(Self.sealedWriteBytes)
         try ensureUsable()
         let start = (segment: segments.count - 1, offset: activeSize, lsn: nextLSN - 1)
         let firstLSN = nextLSN
@@ -549,6 +562,7 @@ public final class WriteAheadLog {
                 while j < records.count {
                     let r = records[j]
                     if activeSize + bytes + Int64(r.count) > options.maxSegmentSize, activeSize > 0 || j > i { break }
+                    if bytes + Int64(r.count) > maxWrite, j > i { break }
                     let base = UnsafeMutableRawPointer(mutating: r.baseAddress!)
                     if let last = iovecs.last, last.iov_base! + last.iov_len == base {
                         iovecs[iovecs.count - 1].iov_len += r.count
@@ -562,6 +576,7 @@ public final class WriteAheadLog {
                     try roll()
                     continue
                 }
+                seal?(i..<j)
                 let path = segments[segments.count - 1].path
                 let fd = activeFD
                 let offset = activeSize
