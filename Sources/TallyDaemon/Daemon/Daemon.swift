@@ -480,6 +480,7 @@ public final class Daemon: @unchecked Sendable {
                     d.logger.info("checkpoint written", metadata: [
                         "path": "\(written.path)", "bytes": "\(written.bytes)", "lsn": "\(job.lsn)",
                         "capture-ms": "\(Double(job.captureNanos / 10_000) / 100)",
+                        "of-which-log-sync-ms": "\(Double(job.syncNanos / 10_000) / 100)",
                         "total-ms": "\(total / 1_000_000)",
                     ])
                     // Durable: only now may the log behind the older kept checkpoint go.
@@ -869,6 +870,7 @@ public final class Daemon: @unchecked Sendable {
             do { try state.log.sync() } catch { logger.error("cannot sync the write-ahead log: \(error)") }
             return
         }
+        let serialized = Clocks.monotonicNanos()
         do {
             try state.log.sync()
         } catch {
@@ -880,7 +882,8 @@ public final class Daemon: @unchecked Sendable {
         metrics?.checkpointCapture.record(.nanoseconds(Int64(captureNanos)))
         stats.withLock { $0.lastCheckpointCaptureSeconds = Double(captureNanos) / 1e9 }
         writer.submit(.checkpoint(.init(lsn: state.log.lastLSN, engineState: engineState, producers: producers,
-                                        snapshotSeq: seq, began: began, captureNanos: captureNanos)))
+                                        snapshotSeq: seq, began: began, captureNanos: captureNanos,
+                                        syncNanos: captureNanos &- (serialized &- began))))
     }
 
     private func closeState() {

@@ -33,6 +33,9 @@ final class CheckpointWriter: @unchecked Sendable {
         var began: UInt64
         /// How long the capture held the engine thread (ns), for the log line.
         var captureNanos: UInt64
+        /// The part of it spent syncing the log (the fsync the 100 ms sync timer would otherwise
+        /// have done a little later), ns.
+        var syncNanos: UInt64
     }
 
     enum Task: Sendable {
