@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 import Testing
 import ZeroMQ
 @testable import TallyDaemon
@@ -45,10 +46,12 @@ struct DaemonBackgroundCheckpointTests {
         }
     }
 
-    static func start(_ s: RunSettings, segmentSize: Int64? = nil, hook: (@Sendable (UInt64) -> Void)?) throws -> Daemon {
+    static func start(_ s: RunSettings, segmentSize: Int64? = nil, ready: (@Sendable () -> Void)? = nil,
+                      hook: (@Sendable (UInt64) -> Void)?) throws -> Daemon {
         let core = try EngineCore(settings: s, logger: F.quietLogger())
         let daemon = try Daemon(settings: s, core: core, logger: F.quietLogger())
         daemon.hooks.checkpointWriting = hook
+        daemon.hooks.ready = ready
         daemon.logSegmentSize = segmentSize
         try daemon.start()
         return daemon
@@ -209,5 +212,63 @@ struct DaemonBackgroundCheckpointTests {
         _ = try F.waitFor(context, second.boundEndpoints.snapshotService, "dvc.online_payments", 705)
         Thread.sleep(forTimeInterval: 0.1)
         #expect(try F.value(F.ask(context, second.boundEndpoints.snapshotService), "dvc.online_payments") == 705)
+    }
+
+    @Test("a reload waits for the checkpoint in flight, then replays the retained log and goes on")
+    func reloadWaitsForCheckpoint() throws {
+        let dir = F.temporaryDirectory("bg-reload")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let context = try Context()
+        var s = F.settings(stateDir: dir)
+        s.checkpointInterval = .milliseconds(100)
+        let gate = Gate()
+        let readies = Mutex(0)
+        let daemon = try Self.start(s, ready: { readies.withLock { $0 += 1 } }, hook: { gate.pass($0) })
+        defer {
+            gate.open()
+            F.stop(daemon)
+        }
+        try F.push(context, daemon.boundEndpoints.ingest[0], prefix: "h", range: 0..<200)
+        _ = try F.waitFor(context, daemon.boundEndpoints.snapshotService, "dvc.online_payments", 200)
+        _ = try #require(gate.waitForArrival())
+        #expect(readies.withLock { $0 } == 1)
+        daemon.requestReload()
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(readies.withLock { $0 } == 1, "the reload has not run while the checkpoint is in flight")
+        gate.open()
+        #expect(Self.eventually { readies.withLock { $0 } == 2 }, "then it runs (READY=1 again)")
+        #expect(daemon.stats.withLock { $0.checkpoints } >= 1)
+        #expect(daemon.stats.withLock { $0.reloadFailures } == 0)
+        try F.push(context, daemon.boundEndpoints.ingest[0], prefix: "i", range: 0..<10)
+        let snap = try F.waitFor(context, daemon.boundEndpoints.snapshotService, "dvc.online_payments", 210)
+        #expect(try F.value(snap, "dvc.online_payments") == 210)
+    }
+
+    @Test("shutdown waits for the checkpoint in flight and still writes the final one")
+    func shutdownWaitsForCheckpoint() throws {
+        let dir = F.temporaryDirectory("bg-stop")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let context = try Context()
+        var s = F.settings(stateDir: dir)
+        s.checkpointInterval = .milliseconds(100)
+        let gate = Gate()
+        let daemon = try Self.start(s, hook: { gate.pass($0) })
+        try F.push(context, daemon.boundEndpoints.ingest[0], prefix: "z", range: 0..<400)
+        _ = try F.waitFor(context, daemon.boundEndpoints.snapshotService, "dvc.online_payments", 400)
+        _ = try #require(gate.waitForArrival())
+        daemon.requestStop()
+        Thread.sleep(forTimeInterval: 0.3)
+        #expect(!daemon.stopped.isFired, "the engine thread waits for the checkpoint thread")
+        gate.open()
+        #expect(daemon.stopped.waitBlocking(timeout: .seconds(15)))
+        #expect(daemon.stats.withLock { $0.checkpoints } == 2, "the one in flight and the final one")
+        #expect(daemon.stats.withLock { $0.checkpointFailures } == 0)
+
+        let again = try F.start(F.settings(stateDir: dir))
+        defer { F.stop(again) }
+        let report = try #require(again.recovery)
+        #expect(report.checkpointLSN == daemon.stats.withLock { $0.lastCheckpointLSN }, "\(report)")
+        #expect(report.recordsToReplay == 0, "\(report)")
+        #expect(try F.value(F.ask(context, again.boundEndpoints.snapshotService), "dvc.online_payments") == 400)
     }
 }
