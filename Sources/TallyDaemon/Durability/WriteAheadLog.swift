@@ -687,15 +687,35 @@ public final class WriteAheadLog {
         var deleted = 0
         while segments.count > 1, segments[1].firstLSN - 1 <= lsn {
             try FileIO.unlinkIfPresent(segments[0].path)
-            segments.removeFirst()
-            // A point at the end of the deleted segment is the same point as the start of the
-            // next one (its first LSN is the point's LSN + 1).
-            synced = synced.segment == 0 ? (0, 0, synced.lsn) : (synced.segment - 1, synced.offset, synced.lsn)
-            if let r = pendingRepair { pendingRepair = r.segment == 0 ? (0, 0, r.lsn) : (r.segment - 1, r.offset, r.lsn) }
+            dropOldestSegment()
             deleted += 1
         }
         if deleted > 0 { try FileIO.syncDirectory(directory) }
         return deleted
+    }
+
+    /// The bookkeeping half of ``truncate(through:)``: forgets the segments whose records are
+    /// all ≤ `lsn` (never the active one) and returns their paths, oldest first, for another
+    /// thread to unlink (then fsync the directory), so the owner pays no `unlink` (freeing a
+    /// 64 MiB segment's page cache takes milliseconds). Until they are unlinked the files stay
+    /// on disk; a restart lists them again and truncates them after its next checkpoint. Delete
+    /// them oldest first and stop at the first failure, so what remains stays contiguous.
+    /// - Complexity: O(segments), no system call.
+    public func detachSegments(through lsn: LSN) -> [String] {
+        var detached: [String] = []
+        while segments.count > 1, segments[1].firstLSN - 1 <= lsn {
+            detached.append(segments[0].path)
+            dropOldestSegment()
+        }
+        return detached
+    }
+
+    private func dropOldestSegment() {
+        segments.removeFirst()
+        // A point at the end of the deleted segment is the same point as the start of the
+        // next one (its first LSN is the point's LSN + 1).
+        synced = synced.segment == 0 ? (0, 0, synced.lsn) : (synced.segment - 1, synced.offset, synced.lsn)
+        if let r = pendingRepair { pendingRepair = r.segment == 0 ? (0, 0, r.lsn) : (r.segment - 1, r.offset, r.lsn) }
     }
 
     // MARK: Replay
