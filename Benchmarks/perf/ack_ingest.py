@@ -10,10 +10,14 @@
   Timed from the first send to the last reply; the replies' "accepted" must add up to the
   file's valid events.
 
+Also printed: CPU seconds of the producers (this process, or the producer processes with
+`--processes`: one interpreter each, no shared lock) and of the daemon's threads during the
+acknowledged run, to tell which side is the limit.
+
 Usage (from the Tally checkout):
-  python3 Benchmarks/perf/ack_ingest.py --exe .build/release/tally --bench /tmp/bench-perf [--producers 4] [--window 1]
+  python3 Benchmarks/perf/ack_ingest.py --exe .build/release/tally --bench /tmp/bench-perf [--producers 4] [--window 1] [--processes] [--skip-fire-and-forget]
 """
-import argparse, json, os, shutil, socket, subprocess, tempfile, threading, time
+import argparse, json, multiprocessing, os, resource, shutil, socket, subprocess, tempfile, threading, time
 
 import zmq
 
@@ -31,6 +35,45 @@ def start(exe, pipeline, tmp, name):
     return p, ingest, ack, service
 
 
+def thread_cpu(pid):
+    """CPU seconds (user + system) per thread name of process `pid`."""
+    tick, out = os.sysconf("SC_CLK_TCK"), {}
+    for t in os.listdir(f"/proc/{pid}/task"):
+        try:
+            st = open(f"/proc/{pid}/task/{t}/stat").read()
+        except OSError:
+            continue
+        comm, f = st[st.index("(") + 1:st.rindex(")")], st[st.rindex(")") + 2:].split()
+        out[comm] = out.get(comm, 0) + (int(f[11]) + int(f[12])) / tick
+    return out
+
+
+def run_producer(ack, k, mine, window, barrier, results):
+    """One acknowledged producer: a DEALER with up to `window` batches outstanding."""
+    ctx = zmq.Context()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(ack)
+    pid = b"bench-producer-%d" % k
+    sent_at = {}
+    nxt, done, lat, accepted = 0, 0, [], 0
+    barrier.wait()
+    while done < len(mine):
+        while nxt < len(mine) and nxt - done < window:
+            seq = str(nxt + 1).encode()
+            sent_at[seq] = time.monotonic()
+            s.send_multipart([pid, seq, mine[nxt]])
+            nxt += 1
+        seq, reply = s.recv_multipart()[-2:]
+        lat.append(time.monotonic() - sent_at.pop(seq))
+        accepted += json.loads(reply)["accepted"]
+        done += 1
+    s.close()
+    ctx.term()
+    ru = resource.getrusage(resource.RUSAGE_SELF)
+    results.put((k, accepted, lat, ru.ru_utime + ru.ru_stime))
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--exe", required=True)
@@ -38,6 +81,8 @@ def main():
     ap.add_argument("--pipeline", default="Pipelines/national-dx.yaml")
     ap.add_argument("--producers", type=int, default=4)
     ap.add_argument("--window", type=int, default=1, help="batches outstanding per producer")
+    ap.add_argument("--processes", action="store_true", help="one process per producer instead of threads")
+    ap.add_argument("--skip-fire-and-forget", action="store_true", help="only the acknowledged run")
     args = ap.parse_args()
     data = os.path.join(args.bench, "data", "events_1000000.ndjson")
     truth = json.load(open(os.path.join(args.bench, "data", "events_1000000.expected.json")))
@@ -49,6 +94,78 @@ def main():
     out = {}
     try:
         # Fire-and-forget, batched.
+        if args.skip_fire_and_forget:
+            out["fire_and_forget_b100_events_per_s"] = None
+        else:
+            fire_and_forget(args, ctx, tmp, data, lines, valid, payments, out)
+
+        # Acknowledged, P producers.
+        d, _, ack, service = start(args.exe, args.pipeline, tmp, "ack")
+        while snapshot(ctx, service) is None:
+            time.sleep(0.05)
+        shares = [batches[i::args.producers] for i in range(args.producers)]
+        accepted = [0] * args.producers
+        latencies = []
+        producer_cpu = 0.0
+        cpu0 = thread_cpu(d.pid)
+        if args.processes:
+            mp = multiprocessing.get_context("fork")
+            barrier, results = mp.Barrier(args.producers + 1), mp.Queue()
+            procs = [mp.Process(target=run_producer, args=(ack, k, shares[k], args.window, barrier, results))
+                     for k in range(args.producers)]
+            for p in procs:
+                p.start()
+            barrier.wait()
+            t0 = time.monotonic()
+            for _ in procs:
+                k, acc, lat, cpu = results.get()
+                accepted[k] = acc
+                latencies.extend(lat)
+                producer_cpu += cpu
+            secs = time.monotonic() - t0
+            for p in procs:
+                p.join()
+        else:
+            barrier, results = threading.Barrier(args.producers + 1), __import__("queue").Queue()
+            threads = [threading.Thread(target=run_producer, args=(ack, k, shares[k], args.window, barrier, results))
+                       for k in range(args.producers)]
+            ru0 = resource.getrusage(resource.RUSAGE_SELF)
+            for t in threads:
+                t.start()
+            barrier.wait()
+            t0 = time.monotonic()
+            for t in threads:
+                t.join()
+            secs = time.monotonic() - t0
+            ru1 = resource.getrusage(resource.RUSAGE_SELF)
+            producer_cpu = ru1.ru_utime + ru1.ru_stime - ru0.ru_utime - ru0.ru_stime
+            while not results.empty():
+                k, acc, lat, _ = results.get()
+                accepted[k] = acc
+                latencies.extend(lat)
+        cpu1 = thread_cpu(d.pid)
+        latencies.sort()
+        out.update({
+            "ack_producers": args.producers, "ack_window": args.window, "ack_processes": args.processes,
+            "ack_events_per_s": round(sum(accepted) / secs), "ack_accepted": sum(accepted), "expected_valid": valid,
+            "ack_reply_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
+            "ack_reply_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
+            "ack_seconds": round(secs, 3),
+            "ack_producer_cpu_s": round(producer_cpu, 2),
+            "ack_daemon_cpu_s": {k: round(v - cpu0.get(k, 0), 2) for k, v in cpu1.items() if v - cpu0.get(k, 0) >= 0.01},
+        })
+        if out["fire_and_forget_b100_events_per_s"]:
+            out["ack_over_fire_and_forget"] = round(out["ack_events_per_s"] / out["fire_and_forget_b100_events_per_s"], 2)
+        d.terminate(); d.wait(60)
+        print(json.dumps(out))
+    finally:
+        ctx.term()
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def fire_and_forget(args, ctx, tmp, data, lines, valid, payments, out):
+    """The same file through PUSH/PULL in 100-event frames, timed until the snapshot shows it all."""
+    if True:
         d, ingest, _, service = start(args.exe, args.pipeline, tmp, "ff")
         while snapshot(ctx, service) is None:
             time.sleep(0.05)
@@ -62,61 +179,6 @@ def main():
             time.sleep(0.02)
         out["fire_and_forget_b100_events_per_s"] = round(valid / (time.monotonic() - t0))
         d.terminate(); d.wait(60)
-
-        # Acknowledged, P producers.
-        d, _, ack, service = start(args.exe, args.pipeline, tmp, "ack")
-        while snapshot(ctx, service) is None:
-            time.sleep(0.05)
-        shares = [batches[i::args.producers] for i in range(args.producers)]
-        accepted = [0] * args.producers
-        latencies = []
-        lock = threading.Lock()
-        barrier = threading.Barrier(args.producers + 1)
-
-        def producer(k):
-            s = ctx.socket(zmq.DEALER)
-            s.setsockopt(zmq.LINGER, 0)
-            s.connect(ack)
-            pid = b"bench-producer-%d" % k
-            sent_at = {}
-            mine = shares[k]
-            nxt, done, lat = 0, 0, []
-            barrier.wait()
-            while done < len(mine):
-                while nxt < len(mine) and nxt - done < args.window:
-                    seq = str(nxt + 1).encode()
-                    sent_at[seq] = time.monotonic()
-                    s.send_multipart([pid, seq, mine[nxt]])
-                    nxt += 1
-                seq, reply = s.recv_multipart()[-2:]
-                lat.append(time.monotonic() - sent_at.pop(seq))
-                accepted[k] += json.loads(reply)["accepted"]
-                done += 1
-            s.close()
-            with lock:
-                latencies.extend(lat)
-
-        threads = [threading.Thread(target=producer, args=(k,)) for k in range(args.producers)]
-        for t in threads:
-            t.start()
-        barrier.wait()
-        t0 = time.monotonic()
-        for t in threads:
-            t.join()
-        secs = time.monotonic() - t0
-        latencies.sort()
-        out.update({
-            "ack_producers": args.producers, "ack_window": args.window,
-            "ack_events_per_s": round(sum(accepted) / secs), "ack_accepted": sum(accepted), "expected_valid": valid,
-            "ack_reply_p50_ms": round(latencies[len(latencies) // 2] * 1000, 2),
-            "ack_reply_p99_ms": round(latencies[int(len(latencies) * 0.99)] * 1000, 2),
-        })
-        out["ack_over_fire_and_forget"] = round(out["ack_events_per_s"] / out["fire_and_forget_b100_events_per_s"], 2)
-        d.terminate(); d.wait(60)
-        print(json.dumps(out))
-    finally:
-        ctx.term()
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -288,10 +288,8 @@ public enum Bench {
         return 0
     }
 
+    /// Bytes of log records (a preallocated segment's zero tail is not counted).
     static func walBytes(_ dir: String) -> Int {
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir)) ?? []
-        return names.filter { $0.hasPrefix("wal-") }.reduce(0) { sum, name in
-            sum + (((try? FileManager.default.attributesOfItem(atPath: dir + "/" + name))?[.size] as? NSNumber)?.intValue ?? 0)
-        }
+        Int((try? WriteAheadLog.recordBytes(directory: dir)) ?? 0)
     }
 }

@@ -24,6 +24,12 @@ public protocol AggregationCore: AnyObject {
     /// core cannot serialise its state: the daemon then keeps the whole log and replays it.
     func checkpoint() -> [UInt8]?
 
+    /// The state for a checkpoint, captured on the engine thread and finished elsewhere: only
+    /// what must see the state at this log position runs here (serialisation); the rest
+    /// (checksum) runs when the checkpoint thread calls ``CapturedCheckpoint/finished()``.
+    /// `nil` like ``checkpoint()``. Default: the whole ``checkpoint()`` here.
+    func captureCheckpoint() -> CapturedCheckpoint?
+
     /// Replaces the state with a checkpoint's (called once, before any frame is applied).
     func restore(from bytes: [UInt8]) throws(DaemonError)
 
@@ -133,4 +139,33 @@ public struct SnapshotOutput: Sendable {
         self.indicators = indicators
         self.asOfMicros = asOfMicros
     }
+}
+
+extension AggregationCore {
+    public func captureCheckpoint() -> CapturedCheckpoint? { checkpoint().map { CapturedCheckpoint(bytes: $0) } }
+}
+
+// MARK: - CapturedCheckpoint
+
+/// A core's state captured for a checkpoint on the engine thread, handed to the checkpoint
+/// thread, which calls ``finished()`` once to get the bytes to write.
+public struct CapturedCheckpoint: Sendable {
+    /// Bytes of the finished checkpoint.
+    public let byteCount: Int
+    private let finish: @Sendable () -> [UInt8]
+
+    /// A capture finished by `finish` (called once, on another thread).
+    public init(byteCount: Int, finish: @escaping @Sendable () -> [UInt8]) {
+        self.byteCount = byteCount
+        self.finish = finish
+    }
+
+    /// Already finished bytes.
+    public init(bytes: [UInt8]) {
+        byteCount = bytes.count
+        finish = { bytes }
+    }
+
+    /// The checkpoint bytes. Call once.
+    public func finished() -> [UInt8] { finish() }
 }

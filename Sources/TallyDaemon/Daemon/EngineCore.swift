@@ -150,6 +150,14 @@ public final class EngineCore: AggregationCore {
     /// - Complexity: O(state size): keys, buckets and remembered ids, never events.
     public func checkpoint() -> [UInt8]? { engine.checkpoint() }
 
+    /// `Engine.captureCheckpoint()` here (serialisation only); the FNV-1a checksum pass runs in
+    /// ``CapturedCheckpoint/finished()`` on the checkpoint thread.
+    /// - Complexity: O(state size) here, O(bytes) there.
+    public func captureCheckpoint() -> CapturedCheckpoint? {
+        let box = CaptureBox(engine.captureCheckpoint())
+        return CapturedCheckpoint(byteCount: box.byteCount) { box.take().sealed() }
+    }
+
     /// Replaces the engine with one restored from a checkpoint (called before any frame is applied).
     /// Opening balances from `--balances` are applied again afterwards: the latest `at` wins, so
     /// re-applying the same file is idempotent, and a balance changed in the file takes effect.
@@ -187,6 +195,26 @@ public final class EngineCore: AggregationCore {
         c.duplicates = s.duplicates
         c.late = s.late
         for (k, v) in s.unrouted { c.unrouted[.init(first: k.first, second: k.second)] = v }
+        return c
+    }
+}
+
+/// Moves an engine capture to the checkpoint thread so that sealing it finds the only
+/// reference to its bytes (sealing in place, no 1-copy of the whole state). Written on the
+/// engine thread before the hand-over, read once after it on the checkpoint thread (the
+/// hand-over's semaphore orders the two).
+private final class CaptureBox: @unchecked Sendable {
+    private var capture: CheckpointCapture?
+    let byteCount: Int
+
+    init(_ capture: CheckpointCapture) {
+        byteCount = capture.byteCount
+        self.capture = capture
+    }
+
+    func take() -> CheckpointCapture {
+        let c = capture!
+        capture = nil
         return c
     }
 }

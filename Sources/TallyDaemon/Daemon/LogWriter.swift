@@ -6,7 +6,7 @@ import Darwin
 
 // MARK: - LogWriter
 
-/// The write-ahead log's own thread: appends (CRC + one `pwrite`) and, for acknowledged
+/// The write-ahead log's own thread: appends (CRC in place + one `pwritev`) and, for acknowledged
 /// batches, `fdatasync`s one drain while the engine thread applies the previous drain and
 /// receives the next one.
 ///
@@ -16,9 +16,10 @@ import Darwin
 /// rule "a frame is in the log before it is applied": the engine applies drain N only after
 /// the writer has finished N (and synced it when acknowledged batches wait on it).
 ///
-/// Ownership protocol (single producer, single consumer, at most one job): ``submit(_:)``
-/// hands a batch to the writer; the engine thread does not touch it (nor the log, nor
-/// ``loggedOrigin``) until ``wait()`` returns it. The two POSIX semaphores order the
+/// Ownership protocol (single producer, single consumer, at most one job):
+/// ``submit(_:receivedAt:)`` swaps a batch into the writer; the engine thread does not touch it
+/// (nor the log, nor ``loggedOrigin``) until ``wait(into:)`` swaps it back. Swaps, not copies:
+/// the writer stamps headers into the batch's buffer, which must not be shared. The two POSIX semaphores order the
 /// accesses (release on post, acquire on wait).
 final class LogWriter: @unchecked Sendable {
     /// What the writer did with one batch.
@@ -38,7 +39,11 @@ final class LogWriter: @unchecked Sendable {
     /// A job is in flight (engine-thread view).
     private(set) var busy = false
 
-    private var job: FrameBatch?
+    /// The batch in the writer's hands (a storage-less placeholder when idle): exchanged with
+    /// `swap` so its buffer is never shared, which would make the in-place stamping copy it.
+    private var job = FrameBatch(placeholder: ())
+    /// Reused scratch of ``append(_:to:receivedAt:origin:)``.
+    private var scratch = Scratch()
     private var receivedAt: Int64 = 0
     private var result = Outcome()
     private var stopping = false
@@ -67,23 +72,25 @@ final class LogWriter: @unchecked Sendable {
         _ = spawnThread(name: "tally-wal") { [self] in run() }
     }
 
-    /// Hands `batch` to the writer. Precondition: not ``busy``.
-    func submit(_ batch: FrameBatch, receivedAt: Int64) {
+    /// Hands `batch` to the writer, leaving a storage-less placeholder in its place (assign the
+    /// next receive buffer to it). Precondition: not ``busy``.
+    func submit(_ batch: inout FrameBatch, receivedAt: Int64) {
         precondition(!busy, "LogWriter.submit with a job in flight")
-        job = batch
+        swap(&job, &batch)
         self.receivedAt = receivedAt
         busy = true
         sem_post(work)
     }
 
-    /// Waits for the job in flight and takes its batch back with the result.
-    func wait() -> (FrameBatch, Outcome) {
+    /// Waits for the job in flight and swaps its batch into `batch` (whose old value the writer
+    /// keeps as its placeholder: pass a placeholder or a batch you are done with).
+    func wait(into batch: inout FrameBatch) -> Outcome {
         precondition(busy, "LogWriter.wait without a job")
         while sem_wait(done) != 0 {}   // EINTR
         busy = false
-        let b = job!
-        job = nil
-        return (b, result)
+        swap(&job, &batch)
+        job = FrameBatch(placeholder: ())
+        return result
     }
 
     /// Stops the thread and waits until it has (the caller must `wait` for a job in flight first).
@@ -104,9 +111,9 @@ final class LogWriter: @unchecked Sendable {
                 return
             }
             var r = Outcome()
-            if let b = job {
-                r.error = Self.append(b, to: log, receivedAt: receivedAt, origin: &loggedOrigin)
-                if r.error == nil, b.needsSync {
+            if !job.frames.isEmpty || job.needsSync {
+                r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch)
+                if r.error == nil, job.needsSync {
                     let t0 = Clocks.monotonicNanos()
                     do {
                         try log.sync()
@@ -123,42 +130,90 @@ final class LogWriter: @unchecked Sendable {
         }
     }
 
-    /// Appends every frame of `batch` with one write (a `meta` origin record first when the
-    /// origin changes). - Returns: the error, nothing appended.
-    /// - Complexity: O(batch bytes): one CRC pass and one copy into the log's buffer.
-    static func append(_ batch: FrameBatch, to log: WriteAheadLog, receivedAt: Int64,
-                       origin loggedOrigin: inout [String]??) -> DurabilityError? {
+    /// Buffers reused across jobs (capacity kept).
+    struct Scratch {
+        /// Encoded `meta` (origin) records of one job.
+        var meta: [UInt8] = []
+        /// Per `meta` record: the frame it precedes and its range in ``meta``.
+        var metaAt: [(frame: Int, range: Range<Int>)] = []
+        /// One buffer per record, in log order, for ``WriteAheadLog/append(records:seal:)``.
+        var records: [UnsafeRawBufferPointer] = []
+        /// Per record: the frame it holds, or -1 for a `meta` record (sealed already).
+        var frameOf: [Int32] = []
+    }
+
+    /// Logs every frame of `batch` in place (a `meta` origin record first when the origin
+    /// changes): stamps each record's header, receive time and CRC inside the drain buffer, a
+    /// 256 KiB piece at a time right before the `pwritev` that writes the piece (plus the few
+    /// `meta` records).
+    /// - Returns: the error, nothing appended.
+    /// - Complexity: O(batch bytes): one CRC pass; the kernel's page-cache copy is the only copy.
+    static func append(_ batch: inout FrameBatch, to log: WriteAheadLog, receivedAt: Int64,
+                       origin loggedOrigin: inout [String]??, scratch: inout Scratch) -> DurabilityError? {
         var origin = loggedOrigin
+        scratch.meta.removeAll(keepingCapacity: true)
+        scratch.metaAt.removeAll(keepingCapacity: true)
+        scratch.records.removeAll(keepingCapacity: true)
+        scratch.frameOf.removeAll(keepingCapacity: true)
+        // Pass 1: where the origin changes (rare: after a checkpoint, or CURVE producers with
+        // different allowed sources), encode a meta record in the side buffer.
+        var previousRestriction: Int32 = -2
+        for (i, f) in batch.frames.enumerated() where f.restriction != previousRestriction || origin == .none {
+            previousRestriction = f.restriction
+            let wanted: [String]? = f.restriction >= 0 ? batch.restrictions[Int(f.restriction)] : nil
+            if origin == .none || origin! != wanted {
+                let body = OriginRecord.encode(wanted)
+                let start = scratch.meta.count
+                scratch.meta.append(contentsOf: repeatElement(0, count: RecordLayout.headerSize))
+                scratch.meta.append(contentsOf: body)
+                scratch.meta.withUnsafeMutableBytes { m in
+                    RecordLayout.seal(UnsafeMutableRawBufferPointer(rebasing: m[start...]), kind: .meta)
+                }
+                scratch.metaAt.append((i, start..<scratch.meta.count))
+                origin = .some(wanted)
+            }
+        }
+        // Pass 2: list the records in log order; the log calls back to stamp and checksum each
+        // piece in place right before writing it (so it is still in this core's cache).
         let frames = batch.frames
-        let acks = batch.pendingAcks
-        let restrictions = batch.restrictions
-        let result = batch.buffer.withUnsafeBytes { raw -> DurabilityError? in
-            do throws(DurabilityError) {
-                try log.append { (b: inout AppendBatch) throws(DurabilityError) in
-                    for f in frames {
-                        let wanted: [String]? = f.restriction >= 0 ? restrictions[Int(f.restriction)] : nil
-                        if origin == .none || origin! != wanted {
-                            try b.meta(OriginRecord.encode(wanted))
-                            origin = .some(wanted)
-                        }
-                        let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
+        let metaAt = scratch.metaAt
+        let result = batch.buffer.withUnsafeMutableBytes { raw -> DurabilityError? in
+            scratch.meta.withUnsafeBytes { meta -> DurabilityError? in
+                var nextMeta = 0
+                for (i, f) in frames.enumerated() {
+                    while nextMeta < metaAt.count, metaAt[nextMeta].frame == i {
+                        scratch.records.append(UnsafeRawBufferPointer(rebasing: meta[metaAt[nextMeta].range]))
+                        scratch.frameOf.append(-1)
+                        nextMeta += 1
+                    }
+                    scratch.records.append(UnsafeRawBufferPointer(rebasing: raw[f.record]))
+                    scratch.frameOf.append(Int32(i))
+                }
+                let frameOf = scratch.frameOf
+                let stamp = UInt64(bitPattern: receivedAt).littleEndian
+                func seal(_ range: Range<Int>) {
+                    for r in range where frameOf[r] >= 0 {
+                        let f = frames[Int(frameOf[r])]
+                        let record = UnsafeMutableRawBufferPointer(rebasing: raw[f.record])
                         if f.ack >= 0 {
-                            let p = acks[Int(f.ack)]
-                            try p.producer.withUnsafeBytes { id in
-                                Result { () throws(DurabilityError) in
-                                    try b.batch(producer: id, sequence: p.sequence, payload: payload)
-                                }
-                            }.get()
+                            RecordLayout.seal(record, kind: .batch)
                         } else {
-                            try b.frame(receivedAt: receivedAt, payload: payload)
+                            record.storeBytes(of: stamp, toByteOffset: RecordLayout.headerSize, as: UInt64.self)
+                            RecordLayout.seal(record, kind: .frame)
                         }
                     }
                 }
-                return nil
-            } catch {
-                return error
+                do throws(DurabilityError) {
+                    _ = try scratch.records.withUnsafeBufferPointer { records in
+                        Result { () throws(DurabilityError) in try log.append(records: records, seal: seal) }
+                    }.get()
+                    return nil
+                } catch {
+                    return error
+                }
             }
         }
+        scratch.records.removeAll(keepingCapacity: true)
         loggedOrigin = result == nil ? origin : .none
         return result
     }

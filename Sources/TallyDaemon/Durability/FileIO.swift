@@ -68,6 +68,56 @@ enum FileIO {
         }
     }
 
+    /// Writes every byte the `iovecs` describe, in order, at `offset`: one `pwritev` per
+    /// `IOV_MAX` (1,024) pieces, looping over short writes (the pieces are advanced in place,
+    /// so the caller's array is consumed).
+    /// A failure part-way leaves a partial write on disk: the caller owns rolling it back.
+    /// - Complexity: O(pieces + bytes), normally one syscall.
+    static func pwritevAll(_ fd: Int32, _ iovecs: UnsafeMutableBufferPointer<iovec>, at offset: Int64, path: String) throws(DurabilityError) {
+        guard let base = iovecs.baseAddress else { return }
+        var first = 0
+        var position = offset
+        while first < iovecs.count {
+            if base[first].iov_len == 0 { first += 1; continue }
+            let pieces = Int32(min(iovecs.count - first, 1024))
+            let n = try syscall("pwritev", path: path) { pwritev(fd, base + first, pieces, off_t(position)) }
+            if n == 0 { throw .system(call: "pwritev", path: path, errno: EIO) }
+            position += Int64(n)
+            var left = n
+            while left > 0 {
+                let len = base[first].iov_len
+                if left >= len {
+                    left -= len
+                    base[first].iov_len = 0
+                    first += 1
+                } else {
+                    base[first].iov_base = base[first].iov_base! + left
+                    base[first].iov_len = len - left
+                    left = 0
+                }
+            }
+        }
+    }
+
+    /// Writes zeros over `[from, to)` in 1 MiB `pwrite`s (real blocks, not `fallocate`'s
+    /// unwritten extents, whose first overwrite still changes metadata).
+    /// - Complexity: O(to − from).
+    static func writeZeros(_ fd: Int32, from: Int64, to: Int64, path: String) throws(DurabilityError) {
+        guard from < to else { return }
+        let zeros = [UInt8](repeating: 0, count: Int(min(to - from, 1 << 20)))
+        var position = from
+        while position < to {
+            let n = Int(min(Int64(zeros.count), to - position))
+            let p = position
+            try zeros.withUnsafeBytes { z in
+                Result { () throws(DurabilityError) in
+                    try pwriteAll(fd, UnsafeRawBufferPointer(rebasing: z[..<n]), at: p, path: path)
+                }
+            }.get()
+            position += Int64(n)
+        }
+    }
+
     /// Reads up to `count` bytes at `offset` into `buffer`, looping until `count` bytes or EOF.
     /// - Returns: the number of bytes read (less than `count` only at end of file).
     static func preadFully(_ fd: Int32, into buffer: UnsafeMutableRawPointer, count: Int, at offset: Int64, path: String) throws(DurabilityError) -> Int {

@@ -30,6 +30,47 @@ public struct RecordKind: RawRepresentable, Hashable, Sendable, CustomStringConv
     }
 }
 
+// MARK: - Record layout (records encoded in the caller's buffer)
+
+/// The on-disk record layout for writers that lay records out in their own memory and hand
+/// them to ``WriteAheadLog/append(records:)`` without a copy (the daemon's drain buffer).
+///
+/// A record is `[length u32 LE][crc32c u32 LE][kind u8][body]`: `length` counts the body bytes,
+/// the CRC covers the kind byte and the body. A writer reserves ``headerSize`` (plus the body's
+/// own fields: ``frameFieldsSize`` for a frame, ``batchFieldsSize(producerCount:)`` for a batch)
+/// in front of the payload, fills the fields, and calls ``seal(_:kind:)`` once the body is final.
+/// The bytes are identical to what `AppendBatch` encodes (tested).
+public enum RecordLayout {
+    /// `[length u32][crc32c u32][kind u8]`.
+    public static let headerSize = 9
+    /// A frame body's fields before the payload: `[receivedAt i64]`.
+    public static let frameFieldsSize = 8
+    /// A batch body's fields before the payload: `[sequence u64][producer length u16][producer id]`.
+    @inline(__always)
+    public static func batchFieldsSize(producerCount: Int) -> Int { 10 + producerCount }
+
+    /// Writes a batch body's fields at `at` (the producer id must be at most 65,535 bytes).
+    /// - Complexity: O(producer id).
+    @inline(__always)
+    public static func storeBatchFields(_ base: UnsafeMutableRawPointer, sequence: UInt64, producer: UnsafeRawBufferPointer) {
+        base.storeBytes(of: sequence.littleEndian, toByteOffset: 0, as: UInt64.self)
+        base.storeBytes(of: UInt16(truncatingIfNeeded: producer.count).littleEndian, toByteOffset: 8, as: UInt16.self)
+        if let p = producer.baseAddress, producer.count > 0 { (base + 10).copyMemory(from: p, byteCount: producer.count) }
+    }
+
+    /// Completes the record occupying all of `record` (header + body): stores its length and
+    /// kind, then the CRC-32C of kind + body. The body must already be in place.
+    /// - Complexity: O(body): one CRC pass over bytes the caller just wrote (still in cache).
+    @inline(__always)
+    public static func seal(_ record: UnsafeMutableRawBufferPointer, kind: RecordKind) {
+        let base = record.baseAddress!
+        base.storeBytes(of: UInt32(truncatingIfNeeded: record.count - headerSize).littleEndian, toByteOffset: 0, as: UInt32.self)
+        base.storeBytes(of: kind.rawValue, toByteOffset: 8, as: UInt8.self)
+        let crc = CRC32C.checksum(UnsafeRawBufferPointer(start: base + 8, count: record.count - 8))
+        base.storeBytes(of: crc.littleEndian, toByteOffset: 4, as: UInt32.self)
+    }
+}
+
 // MARK: - LogEntry (what is appended)
 
 /// One record to append, in owned arrays. For the hot path prefer

@@ -2,14 +2,26 @@ import ZeroMQ
 
 // MARK: - FrameBatch
 
-/// The frames of one engine-loop drain, copied into one reused buffer.
+/// The frames of one engine-loop drain, copied into one reused buffer laid out as log records.
 ///
-/// Why a copy: the write-ahead log appends the whole drain with one `write` before anything is
-/// applied, and the acknowledged path must hold its payloads until the group `fsync`. One
-/// `memcpy` per frame into a buffer that keeps its capacity costs far less than a syscall per
-/// frame, and nothing is allocated per frame once the buffer has grown.
+/// Why a copy: the write-ahead log appends the whole drain before anything is applied, and the
+/// acknowledged path must hold its payloads until the group `fsync`. One `memcpy` per frame
+/// into a buffer that keeps its capacity costs far less than a syscall per frame, and nothing
+/// is allocated per frame once the buffer has grown.
+///
+/// Why log records: each payload is preceded by the room for its record header (and the
+/// record's own fields: a frame's receive time, a batch's sequence and producer id), exactly as
+/// the log stores it (``RecordLayout``). The log's thread then only stamps the receive time and
+/// the CRC in place and hands the buffer to `pwritev`; the engine reads each payload as a
+/// slice that excludes the header. Before, the log thread copied every drain once more into
+/// the log's own buffer (a second pass over every logged byte).
+///
+/// Ownership: the buffer must stay uniquely referenced while the log thread writes into it
+/// (a shared array would be copied on write): hand it over with `swap` (``LogWriter/submit(_:receivedAt:)``,
+/// ``LogWriter/wait(into:)``), never by assignment while another copy is live.
 struct FrameBatch {
     struct Frame {
+        /// Offset of the payload in ``buffer``; its record starts ``header`` bytes earlier.
         var offset: Int
         var count: Int
         /// Index of the PULL socket it came from, or -1 for the acknowledged path.
@@ -19,9 +31,21 @@ struct FrameBatch {
         /// Index into ``restrictions`` (the CURVE producer's allowed `source` prefixes), or -1
         /// for the socket's default origin.
         var restriction: Int32 = -1
+        /// Bytes in front of the payload: the record header and the body's fields (17 for a
+        /// frame record, 19 + producer id for a batch record).
+        var header: Int32
+
+        /// The whole log record (header + body) in ``buffer``.
+        @inline(__always)
+        var record: Range<Int> { (offset - Int(header))..<(offset + count) }
     }
 
+    /// The records; only the first ``byteCount`` bytes are in use (the rest is room kept
+    /// initialised, so appending a frame is one bounds check and one `memcpy`, never an
+    /// `Array.append` per header and per payload).
     var buffer: [UInt8] = []
+    /// Bytes of ``buffer`` in use.
+    private(set) var byteCount = 0
     var frames: [Frame] = []
     var pendingAcks: [PendingAck] = []
     /// Allowed-source lists of CURVE producers seen in this drain (empty with CURVE off).
@@ -33,15 +57,61 @@ struct FrameBatch {
     var needsSync = false
 
     init() {
-        buffer.reserveCapacity(1 << 20)
+        buffer = [UInt8](repeating: 0, count: 1 << 20)
         frames.reserveCapacity(4096)
     }
 
+    /// An empty batch holding no storage: what a `swap` leaves behind.
+    init(placeholder: Void) {}
+
+    /// Takes `count` bytes at the end of the used part. - Returns: where they start.
+    /// - Complexity: O(1) amortised (the buffer doubles when full, and keeps its size).
+    @inline(__always)
+    private mutating func take(_ count: Int) -> Int {
+        let start = byteCount
+        if start + count > buffer.count { grow(to: start + count) }
+        byteCount = start + count
+        return start
+    }
+
+    @inline(never)
+    private mutating func grow(to needed: Int) {
+        buffer.append(contentsOf: repeatElement(0, count: Swift.max(needed, buffer.count * 2, 1 << 16) - buffer.count))
+    }
+
+    /// Appends a fire-and-forget frame as a `frame` record whose header and receive time the
+    /// log's thread fills.
     /// - Complexity: O(n) copy; amortised allocation-free.
     @inline(__always)
-    mutating func append(_ bytes: UnsafeRawBufferPointer, origin: Int32, ack: Int32) {
-        frames.append(Frame(offset: buffer.count, count: bytes.count, origin: origin, ack: ack))
-        buffer.append(contentsOf: bytes)
+    mutating func appendFrame(_ bytes: UnsafeRawBufferPointer, origin: Int32) {
+        let header = RecordLayout.headerSize + RecordLayout.frameFieldsSize
+        let start = take(header + bytes.count)
+        buffer.withUnsafeMutableBytes { b in
+            let p = b.baseAddress! + start
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: header)
+            if let src = bytes.baseAddress, bytes.count > 0 { (p + header).copyMemory(from: src, byteCount: bytes.count) }
+        }
+        frames.append(Frame(offset: start + header, count: bytes.count, origin: origin, ack: -1, header: Int32(header)))
+    }
+
+    /// Appends an acknowledged payload as a `batch` record: its sequence and producer id are
+    /// stored now, the record header by the log's thread.
+    /// - Precondition: `producer` is at most 65,535 bytes (``AckRequest`` allows 256).
+    /// - Complexity: O(producer + n) copy; amortised allocation-free.
+    mutating func appendBatch(_ bytes: UnsafeRawBufferPointer, producer: [UInt8], sequence: UInt64, ack: Int32) {
+        precondition(producer.count <= Int(UInt16.max), "producer id longer than 65535 bytes")
+        let fields = RecordLayout.batchFieldsSize(producerCount: producer.count)
+        let header = RecordLayout.headerSize + fields
+        let start = take(header + bytes.count)
+        buffer.withUnsafeMutableBytes { b in
+            let p = b.baseAddress! + start
+            p.initializeMemory(as: UInt8.self, repeating: 0, count: RecordLayout.headerSize)
+            producer.withUnsafeBytes { id in
+                RecordLayout.storeBatchFields(p + RecordLayout.headerSize, sequence: sequence, producer: id)
+            }
+            if let src = bytes.baseAddress, bytes.count > 0 { (p + header).copyMemory(from: src, byteCount: bytes.count) }
+        }
+        frames.append(Frame(offset: start + header, count: bytes.count, origin: -1, ack: ack, header: Int32(header)))
     }
 
     /// Attaches a CURVE producer's allowed prefixes to the frame just appended.
@@ -55,14 +125,14 @@ struct FrameBatch {
     }
 
     mutating func reset() {
-        buffer.removeAll(keepingCapacity: true)
+        byteCount = 0
         frames.removeAll(keepingCapacity: true)
         pendingAcks.removeAll(keepingCapacity: true)
         if !restrictions.isEmpty { restrictions.removeAll(keepingCapacity: true) }
         if !pendingByProducer.isEmpty { pendingByProducer.removeAll(keepingCapacity: true) }
         needsSync = false
         // A one-off huge drain (e.g. 16 MiB frames) must not pin its memory forever.
-        if buffer.capacity > 64 << 20 { buffer = []; buffer.reserveCapacity(1 << 20) }
+        if buffer.count > 64 << 20 { buffer = [UInt8](repeating: 0, count: 1 << 20) }
     }
 }
 

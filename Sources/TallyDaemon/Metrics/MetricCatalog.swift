@@ -52,7 +52,10 @@ public enum MetricCatalog {
         help: "Latency of each write-ahead-log fsync.")
     public static let checkpointDuration = MetricDefinition(
         name: "tally_checkpoint_duration_seconds", kind: .histogram, labels: [],
-        help: "Time to write one checkpoint (serialize, write, fsync, rename).")
+        help: "Time from the start of a checkpoint's capture to its file being durable (capture on the engine thread, then checksum, write, fsync, rename on the checkpoint thread).")
+    public static let checkpointCapture = MetricDefinition(
+        name: "tally_checkpoint_capture_seconds", kind: .histogram, labels: [],
+        help: "Time the engine thread spends capturing one checkpoint (log fsync + state serialization): the only part of a checkpoint that pauses ingest.")
     public static let checkpointBytes = MetricDefinition(
         name: "tally_checkpoint_bytes", kind: .gauge, labels: [],
         help: "Size of the newest checkpoint file.")
@@ -81,7 +84,7 @@ public enum MetricCatalog {
     /// Every metric, in documentation order.
     public static let all: [MetricDefinition] = [
         eventsReceived, eventsAccepted, eventsRejected, eventsDuplicate, eventsLate, eventsUnrouted,
-        ingestBytes, ingestBatchEvents, engineLag, walFsync, checkpointDuration, checkpointBytes,
+        ingestBytes, ingestBatchEvents, engineLag, walFsync, checkpointDuration, checkpointCapture, checkpointBytes,
         snapshotsPublished, snapshotSeq, subscribersConnected, producersConnected, handshakeFailures,
         reloads, buildInfo,
     ]

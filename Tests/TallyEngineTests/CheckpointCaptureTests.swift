@@ -1,0 +1,78 @@
+import Foundation
+import Testing
+@testable import TallyEngine
+
+// MARK: - Checkpoint capture (engine thread) and sealing (any thread)
+
+@Suite("Checkpoint capture: cheap serialisation on the engine thread, checksum elsewhere, same format")
+struct CheckpointCaptureTests {
+    @Test("the dedup index writes exactly the keys and hours its entries list, 24 little-endian bytes each")
+    func dedupSerializationMatchesEntries() {
+        var d = DedupIndex(horizon: 7 * 24 * DedupIndexTests.hour)
+        for i in 0..<5_000 as Range<UInt64> {
+            _ = DedupIndexTests.seen(&d, DedupIndexTests.key(i), time: DedupIndexTests.t0 + Int64(i % 40) * DedupIndexTests.hour,
+                                     clock: DedupIndexTests.t0)
+        }
+        let entries = d.entries
+        #expect(d.liveCount == entries.count)
+        #expect(d.liveCount == d.count)
+        var expected: [UInt8] = []
+        for (k, h) in entries {
+            for v in [k.hi, k.lo, UInt64(bitPattern: h)] { withUnsafeBytes(of: v.littleEndian) { expected.append(contentsOf: $0) } }
+        }
+        var out = [UInt8](repeating: 0xAA, count: entries.count * DedupIndex.serializedEntrySize + 24)
+        let written = out.withUnsafeMutableBytes { d.serializeEntries(into: $0.baseAddress!, maxEntries: entries.count) }
+        #expect(written == entries.count)
+        #expect(Array(out.prefix(expected.count)) == expected)
+        #expect(out.suffix(24).allSatisfy { $0 == 0xAA }, "nothing is written past the entries")
+        // Never past maxEntries either.
+        let short = out.withUnsafeMutableBytes { d.serializeEntries(into: $0.baseAddress!, maxEntries: 10) }
+        #expect(short == 10)
+    }
+
+    @Test("a capture sealed on another thread is byte for byte the checkpoint and restores to the same snapshot")
+    func sealedOnAnotherThread() throws {
+        let p = try EngineStateTests.national()
+        let a = Engine(pipeline: p, options: EngineStateTests.options())
+        for e in EngineStateTests.stream() { a.send(e) }
+        let whole = a.checkpoint()
+        let capture = a.captureCheckpoint()
+        #expect(capture.byteCount == whole.count)
+        final class Result: @unchecked Sendable { var bytes: [UInt8] = [] }
+        let result = Result()
+        let done = DispatchSemaphore(value: 0)
+        let t = Thread {
+            result.bytes = capture.sealed()
+            done.signal()
+        }
+        t.start()
+        done.wait()
+        #expect(result.bytes == whole)
+        let b = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: result.bytes)
+        #expect(b.snapshot() == a.snapshot())
+        #expect(b.stats == a.stats)
+        // The checksum is really there: a flipped body byte is refused.
+        var bad = result.bytes
+        bad[bad.count - 1] ^= 0x01
+        #expect(throws: CheckpointError.self) { _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: bad) }
+    }
+
+    @Test("the byte writer grows past its initial capacity and the reader reads back every field")
+    func writerGrowsAndReads() throws {
+        let w = ByteWriter(capacity: 64)
+        for i in 0..<10_000 as Range<UInt64> {
+            w.u64(i &* 0x9E37_79B9_7F4A_7C15)
+            w.varint(i * i)
+            w.u8(UInt8(truncatingIfNeeded: i))
+            if i % 1_000 == 0 { w.string("s\(i)") }
+        }
+        var r = ByteReader(bytes: Array(w.bytes), at: 0)
+        for i in 0..<10_000 as Range<UInt64> {
+            #expect(try r.u64() == i &* 0x9E37_79B9_7F4A_7C15)
+            #expect(try r.varint() == i * i)
+            #expect(try r.u8() == UInt8(truncatingIfNeeded: i))
+            if i % 1_000 == 0 { #expect(try r.string() == "s\(i)") }
+        }
+        #expect(r.at == w.count)
+    }
+}
