@@ -86,14 +86,27 @@ public final class EngineCore: AggregationCore {
     /// - Complexity: O(payload bytes + events × aggregates per type); allocation-free when every
     ///   event is valid (the report's arrays stay empty).
     public func ingest(_ payload: UnsafeRawBufferPointer, origin: FrameOrigin) -> FrameOutcome {
-        let report = origin.sourcePrefixes == nil
-            ? engine.ingest(payload, origin: anyOrigin)
-            : engine.ingest(payload, origin: Origin(sourcePrefixes: origin.sourcePrefixes))
+        if origin.sourcePrefixes == nil {
+            return Self.outcome(of: engine.ingest(payload, origin: anyOrigin))
+        }
+        return Self.outcome(of: engine.ingest(payload, origin: Origin(sourcePrefixes: origin.sourcePrefixes)))
+    }
+
+    /// The report as the daemon's outcome. The report is consumed (no copy of its arrays, no
+    /// retain/release per frame on the all-valid path); rejections take the out-of-line path.
+    @inline(__always)
+    private static func outcome(of report: consuming IngestReport) -> FrameOutcome {
         var out = FrameOutcome()
         out.accepted = report.accepted
         out.duplicates = report.duplicates
         out.unrouted = report.unrouted
         out.late = report.late
+        if !report.rejected.isEmpty || report.payloadError != nil { addRejections(of: report, to: &out) }
+        return out
+    }
+
+    @inline(never)
+    private static func addRejections(of report: borrowing IngestReport, to out: inout FrameOutcome) {
         if !report.rejected.isEmpty {
             out.rejected.reserveCapacity(report.rejected.count)
             for r in report.rejected {
@@ -103,7 +116,6 @@ public final class EngineCore: AggregationCore {
         if let e = report.payloadError {
             out.payloadError = .init(index: 0, code: e.code.rawValue, message: e.message)
         }
-        return out
     }
 
     public func advance(wallClockMicros: Int64) {
