@@ -17,10 +17,18 @@ import Darwin
 /// the writer has finished N (and synced it when acknowledged batches wait on it).
 ///
 /// Ownership protocol (single producer, single consumer, at most one job):
-/// ``submit(_:receivedAt:)`` swaps a batch into the writer; the engine thread does not touch it
-/// (nor the log, nor ``loggedOrigin``) until ``wait(into:)`` swaps it back. Swaps, not copies:
-/// the writer stamps headers into the batch's buffer, which must not be shared. The two POSIX semaphores order the
-/// accesses (release on post, acquire on wait).
+/// ``submit(_:receivedAt:overlapSync:)`` swaps a batch into the writer; the engine thread does
+/// not touch it (nor the log, nor ``loggedOrigin``) until ``wait(into:)`` swaps it back. Swaps,
+/// not copies: the writer stamps headers into the batch's buffer, which must not be shared.
+/// The POSIX semaphores order the accesses (release on post, acquire on wait).
+///
+/// Acknowledged drains overlap their apply with the `fdatasync` (`overlapSync`): the writer
+/// appends, posts "appended" and, without touching the batch again, syncs. The engine thread
+/// takes the batch back with ``waitAppended(into:)`` (so every frame is still in the log before
+/// it is applied), applies it while the `fdatasync` runs, then ``waitSynced()`` before it
+/// answers any producer: a reply is never sent before its record is durable. Per group of four
+/// 100-event batches that hides the ~0.12 ms `fdatasync` behind ~0.3 ms of engine work instead
+/// of adding them up.
 final class LogWriter: @unchecked Sendable {
     /// What the writer did with one batch.
     struct Outcome {
@@ -47,23 +55,38 @@ final class LogWriter: @unchecked Sendable {
     private var receivedAt: Int64 = 0
     private var result = Outcome()
     private var stopping = false
+    /// The job in flight is an overlapped one (``submit(_:receivedAt:overlapSync:)``).
+    private var overlap = false
+    /// Engine-thread view: the overlapped job's batch was taken back (its sync may still run).
+    private var batchReturned = false
+    /// The append's outcome of an overlapped job, published with ``appended``.
+    private var appendError: DurabilityError?
     private let work: UnsafeMutablePointer<sem_t>
     private let done: UnsafeMutablePointer<sem_t>
+    private let appended: UnsafeMutablePointer<sem_t>
     private var started = false
+    /// Runs on the log thread right before each `fdatasync` it makes (tests: hold a sync in
+    /// flight, or make it fail). Set before ``start()``.
+    let beforeSync: (@Sendable () -> Void)?
 
-    init(log: WriteAheadLog) {
+    init(log: WriteAheadLog, beforeSync: (@Sendable () -> Void)? = nil) {
         self.log = log
+        self.beforeSync = beforeSync
         work = .allocate(capacity: 1)
         done = .allocate(capacity: 1)
+        appended = .allocate(capacity: 1)
         sem_init(work, 0, 0)
         sem_init(done, 0, 0)
+        sem_init(appended, 0, 0)
     }
 
     deinit {
         sem_destroy(work)
         sem_destroy(done)
+        sem_destroy(appended)
         work.deallocate()
         done.deallocate()
+        appended.deallocate()
     }
 
     /// Starts the thread (once).
@@ -74,10 +97,14 @@ final class LogWriter: @unchecked Sendable {
 
     /// Hands `batch` to the writer, leaving a storage-less placeholder in its place (assign the
     /// next receive buffer to it). Precondition: not ``busy``.
-    func submit(_ batch: inout FrameBatch, receivedAt: Int64) {
+    /// - Parameter overlapSync: take the batch back after the append with ``waitAppended(into:)``
+    ///   and the sync's outcome with ``waitSynced()`` (instead of one ``wait(into:)``).
+    func submit(_ batch: inout FrameBatch, receivedAt: Int64, overlapSync: Bool = false) {
         precondition(!busy, "LogWriter.submit with a job in flight")
         swap(&job, &batch)
         self.receivedAt = receivedAt
+        overlap = overlapSync
+        batchReturned = false
         busy = true
         sem_post(work)
     }
@@ -85,11 +112,34 @@ final class LogWriter: @unchecked Sendable {
     /// Waits for the job in flight and swaps its batch into `batch` (whose old value the writer
     /// keeps as its placeholder: pass a placeholder or a batch you are done with).
     func wait(into batch: inout FrameBatch) -> Outcome {
-        precondition(busy, "LogWriter.wait without a job")
+        precondition(busy && !overlap, "LogWriter.wait without a plain job")
         while sem_wait(done) != 0 {}   // EINTR
         busy = false
         swap(&job, &batch)
         job = FrameBatch(placeholder: ())
+        return result
+    }
+
+    /// Overlapped job: waits until its records are appended (not yet synced) and swaps the batch
+    /// back into `batch` (pass a placeholder). From here the writer only runs the `fdatasync`.
+    /// - Returns: the append's error (nothing of the batch is in the log: do not apply it; the
+    ///   writer does not sync then, ``waitSynced()`` returns the same error at once).
+    func waitAppended(into batch: inout FrameBatch) -> DurabilityError? {
+        precondition(busy && overlap && !batchReturned, "LogWriter.waitAppended without an overlapped job")
+        while sem_wait(appended) != 0 {}
+        batchReturned = true
+        swap(&job, &batch)
+        job = FrameBatch(placeholder: ())
+        return appendError
+    }
+
+    /// Overlapped job: waits for the `fdatasync` after ``waitAppended(into:)``. Only after an
+    /// outcome without error are the batch's records durable (and may its producers be answered).
+    func waitSynced() -> Outcome {
+        precondition(busy && overlap && batchReturned, "LogWriter.waitSynced before waitAppended")
+        while sem_wait(done) != 0 {}
+        busy = false
+        overlap = false
         return result
     }
 
@@ -111,18 +161,25 @@ final class LogWriter: @unchecked Sendable {
                 return
             }
             var r = Outcome()
-            if !job.frames.isEmpty || job.needsSync {
+            let needsSync = job.needsSync
+            if !job.frames.isEmpty || needsSync {
                 r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch)
-                if r.error == nil, job.needsSync {
-                    let t0 = Clocks.monotonicNanos()
-                    do {
-                        try log.sync()
-                        r.synced = true
-                        r.syncNanos = Clocks.monotonicNanos() - t0
-                    } catch {
-                        r.error = error
-                        loggedOrigin = .none
-                    }
+            }
+            if overlap {
+                // The batch goes back to the engine thread here: from now on only the log.
+                appendError = r.error
+                sem_post(appended)
+            }
+            if r.error == nil, needsSync {
+                beforeSync?()
+                let t0 = Clocks.monotonicNanos()
+                do {
+                    try log.sync()
+                    r.synced = true
+                    r.syncNanos = Clocks.monotonicNanos() - t0
+                } catch {
+                    r.error = error
+                    loggedOrigin = .none
                 }
             }
             result = r
