@@ -387,4 +387,43 @@ struct LogWriterOverlapTests {
             Issue.record("the last record is not the batch")
         }
     }
+
+    @Test("appendHere logs the drain on the calling thread, submitSync syncs it on the writer's, and syncFinished reports it only once the fdatasync ran")
+    func appendHereThenSync() throws {
+        let dir = WALTempDirectory("overlap-here")
+        defer { dir.remove() }
+        let log = try WriteAheadLog(directory: dir.path)
+        let gate = DaemonAckOverlapTests.SyncGate()
+        let writer = LogWriter(log: log, beforeSync: { gate.pass() })
+        writer.start()
+        defer { writer.stop() }
+
+        var batch = FrameBatch()
+        let payload = Array(#"{"b":2}"#.utf8)
+        payload.withUnsafeBytes { batch.appendBatch($0, producer: Array("q".utf8), sequence: 3, ack: 0) }
+        batch.needsSync = true
+        #expect(writer.appendHere(&batch, receivedAt: 1) == nil)
+        #expect(log.lastLSN == 2, "origin + batch appended before any sync")
+        writer.submitSync()
+        #expect(gate.waitForArrival())
+        #expect(writer.syncFinished() == nil, "the sync is held: not finished")
+        batch.buffer.withUnsafeBytes { raw in
+            let f = batch.frames[0]
+            #expect(Array(raw[f.offset..<(f.offset + f.count)]) == payload, "the batch stayed here, readable during the sync")
+        }
+        gate.open()
+        #expect(DaemonAckOverlapTests.eventually { writer.syncFinished() != nil })
+        let polled = try #require(writer.syncFinished())
+        #expect(polled.error == nil && polled.synced)
+        let outcome = writer.waitSynced()
+        #expect(outcome.synced, "waitSynced returns the outcome syncFinished took")
+        #expect(!writer.busy)
+        // The writer is reusable afterwards, for a plain job.
+        batch.reset()
+        payload.withUnsafeBytes { batch.appendFrame($0, origin: 0) }
+        writer.submit(&batch, receivedAt: 2)
+        var back = FrameBatch(placeholder: ())
+        #expect(writer.wait(into: &back).error == nil)
+        #expect(try walReplayAll(log).count == 3)
+    }
 }

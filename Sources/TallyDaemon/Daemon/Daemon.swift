@@ -355,6 +355,10 @@ public final class Daemon: @unchecked Sendable {
         var lastStorageWarning: Int64 = 0
         /// When the current drain took its first frame (µs, monotonic): `tally_engine_lag_seconds`.
         var drainStarted: Int64 = 0
+        /// Per frame of the drain, the outcome of an acknowledged one (capacity kept across drains).
+        var ackOutcomes: [FrameOutcome?] = []
+        /// How many of the drain's ``FrameBatch/pendingAcks`` are answered (a prefix).
+        var answered = 0
 
         init(daemon: Daemon) {
             self.daemon = daemon
@@ -693,11 +697,12 @@ public final class Daemon: @unchecked Sendable {
             applyLogged(result, now: now)
         }
 
-        /// A drain with acknowledged batches: the log's thread appends it, then syncs it while
-        /// this thread applies it; the producers are answered after the sync.
+        /// A drain with acknowledged batches: appended here (the writer is idle), then synced by
+        /// the log's thread while this thread applies it; the producers are answered after the sync.
         ///
-        /// Order, per drain: append (log thread) → apply (here) ∥ `fdatasync` (log thread) →
-        /// wait for the sync → answer. So a frame is still in the log before it is applied, and a
+        /// Order, per drain: append (here) → apply (here) ∥ `fdatasync` (log thread) → wait for
+        /// the sync → answer. The append stays on this thread because handing it to the log
+        /// thread and waiting for it back costs two thread wake-ups on the round trip. So a frame is still in the log before it is applied, and a
         /// reply is never sent before its batch's record is durable.
         ///
         /// Failures: an append that fails leaves nothing in the log and nothing is applied (every
@@ -711,13 +716,12 @@ public final class Daemon: @unchecked Sendable {
         /// - Complexity: O(drain); wall time ≈ append + max(apply, `fdatasync`) instead of their sum.
         mutating func commitAcknowledged(now: Int64) {
             guard let writer else { return }
-            writer.submit(&batch, receivedAt: Clocks.wallMicros(), overlapSync: true)
-            if let error = writer.waitAppended(into: &batch) {
-                _ = writer.waitSynced()   // the writer skips the sync after a failed append
+            if let error = writer.appendHere(&batch, receivedAt: Clocks.wallMicros()) {
                 applyLogged(LogWriter.Outcome(error: error), now: now)
                 return
             }
-            let outcomes = ingest()
+            writer.submitSync()
+            ingest(answerOnceSynced: writer)
             let result = writer.waitSynced()
             if let error = result.error {
                 storageProblem(error, frames: 0, appliedNotDurable: batch.pendingAcks.reduce(0) { $0 + ($1.frame >= 0 ? 1 : 0) })
@@ -727,7 +731,7 @@ public final class Daemon: @unchecked Sendable {
             // Synced, or the failed sync removed every unsynced record: nothing waits for the timer.
             unsynced = false
             nextSync = now + syncEvery
-            answer(outcomes, storageError: result.error, applied: true)
+            answer(storageError: result.error, applied: true)
         }
 
         /// Waits for the drain the log's thread holds, if any, and applies it (keeping the drain
@@ -762,21 +766,34 @@ public final class Daemon: @unchecked Sendable {
         /// Applies the frames of ``batch``, answers its acknowledged batches, flushes dead
         /// letters, updates the counters and empties the batch (keeping its capacity).
         mutating func apply(now: Int64, storageError: DurabilityError?) {
-            let outcomes = storageError == nil ? ingest() : []
-            answer(outcomes, storageError: storageError, applied: false)
+            if storageError == nil { ingest(answerOnceSynced: nil) }
+            answer(storageError: storageError, applied: false)
         }
 
         /// Applies the frames of ``batch`` to the engine and adds them to the counters (stats and
-        /// the drain's metrics tally); the batch is kept for ``answer(_:storageError:applied:)``.
-        /// - Returns: per frame, the outcome of an acknowledged one (empty without acks).
+        /// the drain's metrics tally); the outcomes of acknowledged frames go to ``ackOutcomes``,
+        /// and the batch is kept for ``answer(storageError:applied:)``.
+        /// - Parameter answerOnceSynced: the writer running this drain's `fdatasync`: once it has
+        ///   succeeded (one `sem_trywait` per acknowledged frame until then), each batch is
+        ///   answered right after its apply instead of after the whole drain's, so its producer
+        ///   sends the next one while the rest of the drain is applied.
         /// - Complexity: O(events of the drain).
-        mutating func ingest() -> [FrameOutcome?] {
+        mutating func ingest(answerOnceSynced writer: LogWriter?) {
             let d = daemon
             var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected = 0, bytes = 0, events = 0
             let withAcks = !batch.pendingAcks.isEmpty
-            var outcomes: [FrameOutcome?] = withAcks ? Array(repeating: nil, count: batch.frames.count) : []
+            if withAcks {
+                ackOutcomes.removeAll(keepingCapacity: true)
+                ackOutcomes.append(contentsOf: repeatElement(nil, count: batch.frames.count))
+            }
+            var synced = false
             let recordSizes = d.metrics != nil
-            batch.buffer.withUnsafeBytes { raw in
+            // The buffer is read through a local (swapped out, no copy) so that answering a batch
+            // in the middle (a mutation of `self`) does not overlap an access to `self.batch`.
+            var buffer: [UInt8] = []
+            swap(&buffer, &batch.buffer)
+            defer { swap(&buffer, &batch.buffer) }
+            buffer.withUnsafeBytes { raw in
                 for (fi, f) in batch.frames.enumerated() {
                     let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
                     var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
@@ -797,7 +814,11 @@ public final class Daemon: @unchecked Sendable {
                         }
                         d.ledger.record(outcome, payload: payload, origin: origin)
                     }
-                    if f.ack >= 0 { outcomes[fi] = outcome }
+                    if f.ack >= 0 {
+                        ackOutcomes[fi] = outcome
+                        if let writer, !synced, let result = writer.syncFinished(), result.error == nil { synced = true }
+                        if synced { answerAcks(through: Int(f.ack), storageReply: nil) }
+                    }
                 }
             }
             tally.received = events
@@ -814,47 +835,26 @@ public final class Daemon: @unchecked Sendable {
                 s.late &+= late
                 s.rejected &+= rejected
             }
-            return outcomes
         }
 
-        /// Answers the acknowledged batches of ``batch`` (recording the new ones in the producer
-        /// table only when `storageError` is nil: only then are they durable), flushes dead
-        /// letters, reports the drain's metrics and empties the batch (keeping its capacity).
-        /// - Parameters:
-        ///   - outcomes: from ``ingest()`` (empty when nothing was applied).
-        ///   - applied: the frames were applied although `storageError` says they are not durable
-        ///     (an `fdatasync` that failed after an overlapped apply): the reply says so.
-        mutating func answer(_ outcomes: [FrameOutcome?], storageError: DurabilityError?, applied: Bool) {
+        /// Answers the acknowledged batches of ``batch`` not answered yet (recording the new ones
+        /// in the producer table only when `storageError` is nil: only then are they durable),
+        /// flushes dead letters, reports the drain's metrics and empties the batch (keeping its
+        /// capacity).
+        /// - Parameter applied: the frames were applied although `storageError` says they are not
+        ///   durable (an `fdatasync` that failed after an overlapped apply): the reply says so.
+        mutating func answer(storageError: DurabilityError?, applied: Bool) {
             let d = daemon
             let withAcks = !batch.pendingAcks.isEmpty
-            if withAcks, let socket = d.ack {
+            if withAcks {
                 let storageReply = storageError.map {
                     AckStatus.storageError(applied
                         ? "the write-ahead log's fdatasync failed after the batch was applied; re-send the same sequence (its events count once): \($0)"
                         : "\($0)")
                 }
-                for i in batch.pendingAcks.indices {
-                    let p = batch.pendingAcks[i]
-                    let reply: [UInt8]
-                    if let cached = p.cachedReply {
-                        reply = cached
-                    } else if p.sameAs >= 0 {
-                        reply = batch.pendingAcks[p.sameAs].reply ?? AckStatus.storageError("not answered")
-                    } else if let storageReply {
-                        reply = storageReply
-                    } else {
-                        reply = AckStatus.json(outcomes[p.frame] ?? FrameOutcome())
-                        d.producers.record(producer: p.producer, sequence: p.sequence, reply: reply)
-                    }
-                    batch.pendingAcks[i].reply = reply
-                    var parts = p.envelope
-                    parts.append(Message(bytes: p.sequenceText))
-                    parts.append(Message(bytes: reply))
-                    do { _ = try socket.sendMultipart(parts, flags: .dontWait) } catch {
-                        d.logger.warning("cannot answer producer \(String(decoding: p.producer, as: UTF8.self)): \(error)")
-                    }
-                }
+                answerAcks(through: batch.pendingAcks.count - 1, storageReply: storageReply)
             }
+            answered = 0
             let frames = batch.frames.count
             batch.reset()
             d.ledger.flush()
@@ -867,6 +867,40 @@ public final class Daemon: @unchecked Sendable {
             d.stats.withLock { s in
                 s.frames &+= frames
                 if producerCount >= 0 { s.producers = producerCount }
+            }
+        }
+
+        /// Answers ``FrameBatch/pendingAcks`` from ``answered`` through `last`, in order: from the
+        /// table or the limiter (cached), as an earlier pending ack of the drain (`sameAs`), with
+        /// `storageReply`, or with its apply's outcome, then recorded in the producer table.
+        /// - Precondition: every batch answered with its outcome is durable (its drain's
+        ///   `fdatasync` succeeded) and applied.
+        /// - Complexity: O(acks answered).
+        mutating func answerAcks(through last: Int, storageReply: [UInt8]?) {
+            guard answered <= last else { return }
+            let d = daemon
+            defer { answered = last + 1 }
+            guard let socket = d.ack else { return }
+            for i in answered...last {
+                let p = batch.pendingAcks[i]
+                let reply: [UInt8]
+                if let cached = p.cachedReply {
+                    reply = cached
+                } else if p.sameAs >= 0 {
+                    reply = batch.pendingAcks[p.sameAs].reply ?? AckStatus.storageError("not answered")
+                } else if let storageReply {
+                    reply = storageReply
+                } else {
+                    reply = AckStatus.json(ackOutcomes[p.frame] ?? FrameOutcome())
+                    d.producers.record(producer: p.producer, sequence: p.sequence, reply: reply)
+                }
+                batch.pendingAcks[i].reply = reply
+                var parts = p.envelope
+                parts.append(Message(bytes: p.sequenceText))
+                parts.append(Message(bytes: reply))
+                do { _ = try socket.sendMultipart(parts, flags: .dontWait) } catch {
+                    d.logger.warning("cannot answer producer \(String(decoding: p.producer, as: UTF8.self)): \(error)")
+                }
             }
         }
     }
