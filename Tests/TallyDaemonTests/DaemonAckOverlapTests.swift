@@ -342,11 +342,11 @@ struct DaemonAckOverlapTests {
 
 // MARK: - The log writer's overlapped job
 
-@Suite("Log writer: batch back after the append, outcome after the sync")
+@Suite("Log writer: append on the engine thread, fdatasync on the log thread")
 struct LogWriterOverlapTests {
-    @Test("waitAppended hands the batch back while the fdatasync is still held, and waitSynced reports it once it ran")
-    func batchBackBeforeSync() throws {
-        let dir = WALTempDirectory("overlap")
+    @Test("appendHere logs the drain on the calling thread and keeps it readable while submitSync's fdatasync runs on the writer's thread")
+    func appendHereThenSync() throws {
+        let dir = WALTempDirectory("overlap-here")
         defer { dir.remove() }
         let log = try WriteAheadLog(directory: dir.path)
         let gate = DaemonAckOverlapTests.SyncGate()
@@ -356,74 +356,37 @@ struct LogWriterOverlapTests {
         defer { writer.stop() }
 
         var batch = FrameBatch()
-        let payload = Array(#"[{"a":1}]"#.utf8)
-        payload.withUnsafeBytes { batch.appendFrame($0, origin: 0) }
-        payload.withUnsafeBytes { batch.appendBatch($0, producer: Array("p".utf8), sequence: 9, ack: 0) }
-        batch.pendingAcks.append(PendingAck(envelope: [], sequenceText: Array("9".utf8), producer: Array("p".utf8),
-                                            sequence: 9, frame: 1, cachedReply: nil))
-        batch.needsSync = true
-        writer.submit(&batch, receivedAt: 1_700_000_000_000_000, overlapSync: true)
-        #expect(batch.frames.isEmpty, "the writer holds the batch")
-        #expect(writer.waitAppended(into: &batch) == nil)
-        #expect(batch.frames.count == 2, "the batch is back, payloads readable")
-        batch.buffer.withUnsafeBytes { raw in
-            let f = batch.frames[1]
-            #expect(Array(raw[f.offset..<(f.offset + f.count)]) == payload)
-        }
-        #expect(gate.waitForArrival(), "the sync is held at the gate")
-        #expect(syncs.load(ordering: .relaxed) == 0)
-        #expect(writer.busy, "still syncing")
-        gate.open()
-        let outcome = writer.waitSynced()
-        #expect(outcome.error == nil)
-        #expect(outcome.synced)
-        #expect(!writer.busy)
-        #expect(syncs.load(ordering: .relaxed) == 1)
-        let entries = try walReplayAll(log).map { $0.1 }
-        #expect(entries.count == 3, "origin, frame, batch: \(entries.count)")
-        if case .batch(let p, let s, let body)? = entries.last {
-            #expect(p == Array("p".utf8) && s == 9 && body == payload)
-        } else {
-            Issue.record("the last record is not the batch")
-        }
-    }
-
-    @Test("appendHere logs the drain on the calling thread, submitSync syncs it on the writer's, and syncFinished reports it only once the fdatasync ran")
-    func appendHereThenSync() throws {
-        let dir = WALTempDirectory("overlap-here")
-        defer { dir.remove() }
-        let log = try WriteAheadLog(directory: dir.path)
-        let gate = DaemonAckOverlapTests.SyncGate()
-        let writer = LogWriter(log: log, beforeSync: { gate.pass() })
-        writer.start()
-        defer { writer.stop() }
-
-        var batch = FrameBatch()
         let payload = Array(#"{"b":2}"#.utf8)
+        payload.withUnsafeBytes { batch.appendFrame($0, origin: 0) }
         payload.withUnsafeBytes { batch.appendBatch($0, producer: Array("q".utf8), sequence: 3, ack: 0) }
         batch.needsSync = true
         #expect(writer.appendHere(&batch, receivedAt: 1) == nil)
-        #expect(log.lastLSN == 2, "origin + batch appended before any sync")
+        #expect(log.lastLSN == 3, "origin + frame + batch appended before any sync")
         writer.submitSync()
         #expect(gate.waitForArrival())
-        #expect(writer.syncFinished() == nil, "the sync is held: not finished")
+        #expect(writer.busy && syncs.load(ordering: .relaxed) == 0, "the sync is held")
         batch.buffer.withUnsafeBytes { raw in
-            let f = batch.frames[0]
+            let f = batch.frames[1]
             #expect(Array(raw[f.offset..<(f.offset + f.count)]) == payload, "the batch stayed here, readable during the sync")
         }
         gate.open()
-        #expect(DaemonAckOverlapTests.eventually { writer.syncFinished() != nil })
-        let polled = try #require(writer.syncFinished())
-        #expect(polled.error == nil && polled.synced)
         let outcome = writer.waitSynced()
-        #expect(outcome.synced, "waitSynced returns the outcome syncFinished took")
+        #expect(outcome.error == nil && outcome.synced)
         #expect(!writer.busy)
+        #expect(syncs.load(ordering: .relaxed) == 1)
+        let entries = try walReplayAll(log).map { $0.1 }
+        #expect(entries.count == 3)
+        if case .batch(let p, let s, let body)? = entries.last {
+            #expect(p == Array("q".utf8) && s == 3 && body == payload)
+        } else {
+            Issue.record("the last record is not the batch")
+        }
         // The writer is reusable afterwards, for a plain job.
         batch.reset()
         payload.withUnsafeBytes { batch.appendFrame($0, origin: 0) }
         writer.submit(&batch, receivedAt: 2)
         var back = FrameBatch(placeholder: ())
         #expect(writer.wait(into: &back).error == nil)
-        #expect(try walReplayAll(log).count == 3)
+        #expect(try walReplayAll(log).count == 4)
     }
 }

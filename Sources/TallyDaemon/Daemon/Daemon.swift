@@ -357,8 +357,6 @@ public final class Daemon: @unchecked Sendable {
         var drainStarted: Int64 = 0
         /// Per frame of the drain, the outcome of an acknowledged one (capacity kept across drains).
         var ackOutcomes: [FrameOutcome?] = []
-        /// How many of the drain's ``FrameBatch/pendingAcks`` are answered (a prefix).
-        var answered = 0
 
         init(daemon: Daemon) {
             self.daemon = daemon
@@ -721,7 +719,7 @@ public final class Daemon: @unchecked Sendable {
                 return
             }
             writer.submitSync()
-            ingest(answerOnceSynced: writer)
+            ingest()
             let result = writer.waitSynced()
             if let error = result.error {
                 storageProblem(error, frames: 0, appliedNotDurable: batch.pendingAcks.reduce(0) { $0 + ($1.frame >= 0 ? 1 : 0) })
@@ -766,19 +764,15 @@ public final class Daemon: @unchecked Sendable {
         /// Applies the frames of ``batch``, answers its acknowledged batches, flushes dead
         /// letters, updates the counters and empties the batch (keeping its capacity).
         mutating func apply(now: Int64, storageError: DurabilityError?) {
-            if storageError == nil { ingest(answerOnceSynced: nil) }
+            if storageError == nil { ingest() }
             answer(storageError: storageError, applied: false)
         }
 
         /// Applies the frames of ``batch`` to the engine and adds them to the counters (stats and
         /// the drain's metrics tally); the outcomes of acknowledged frames go to ``ackOutcomes``,
         /// and the batch is kept for ``answer(storageError:applied:)``.
-        /// - Parameter answerOnceSynced: the writer running this drain's `fdatasync`: once it has
-        ///   succeeded (one `sem_trywait` per acknowledged frame until then), each batch is
-        ///   answered right after its apply instead of after the whole drain's, so its producer
-        ///   sends the next one while the rest of the drain is applied.
         /// - Complexity: O(events of the drain).
-        mutating func ingest(answerOnceSynced writer: LogWriter?) {
+        mutating func ingest() {
             let d = daemon
             var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected = 0, bytes = 0, events = 0
             let withAcks = !batch.pendingAcks.isEmpty
@@ -786,14 +780,8 @@ public final class Daemon: @unchecked Sendable {
                 ackOutcomes.removeAll(keepingCapacity: true)
                 ackOutcomes.append(contentsOf: repeatElement(nil, count: batch.frames.count))
             }
-            var synced = false
             let recordSizes = d.metrics != nil
-            // The buffer is read through a local (swapped out, no copy) so that answering a batch
-            // in the middle (a mutation of `self`) does not overlap an access to `self.batch`.
-            var buffer: [UInt8] = []
-            swap(&buffer, &batch.buffer)
-            defer { swap(&buffer, &batch.buffer) }
-            buffer.withUnsafeBytes { raw in
+            batch.buffer.withUnsafeBytes { raw in
                 for (fi, f) in batch.frames.enumerated() {
                     let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
                     var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
@@ -814,11 +802,7 @@ public final class Daemon: @unchecked Sendable {
                         }
                         d.ledger.record(outcome, payload: payload, origin: origin)
                     }
-                    if f.ack >= 0 {
-                        ackOutcomes[fi] = outcome
-                        if let writer, !synced, let result = writer.syncFinished(), result.error == nil { synced = true }
-                        if synced { answerAcks(through: Int(f.ack), storageReply: nil) }
-                    }
+                    if f.ack >= 0 { ackOutcomes[fi] = outcome }
                 }
             }
             tally.received = events
@@ -837,10 +821,9 @@ public final class Daemon: @unchecked Sendable {
             }
         }
 
-        /// Answers the acknowledged batches of ``batch`` not answered yet (recording the new ones
-        /// in the producer table only when `storageError` is nil: only then are they durable),
-        /// flushes dead letters, reports the drain's metrics and empties the batch (keeping its
-        /// capacity).
+        /// Answers the acknowledged batches of ``batch`` (recording the new ones in the producer
+        /// table only when `storageError` is nil: only then are they durable), flushes dead
+        /// letters, reports the drain's metrics and empties the batch (keeping its capacity).
         /// - Parameter applied: the frames were applied although `storageError` says they are not
         ///   durable (an `fdatasync` that failed after an overlapped apply): the reply says so.
         mutating func answer(storageError: DurabilityError?, applied: Bool) {
@@ -852,9 +835,8 @@ public final class Daemon: @unchecked Sendable {
                         ? "the write-ahead log's fdatasync failed after the batch was applied; re-send the same sequence (its events count once): \($0)"
                         : "\($0)")
                 }
-                answerAcks(through: batch.pendingAcks.count - 1, storageReply: storageReply)
+                answerAcks(storageReply: storageReply)
             }
-            answered = 0
             let frames = batch.frames.count
             batch.reset()
             d.ledger.flush()
@@ -870,18 +852,16 @@ public final class Daemon: @unchecked Sendable {
             }
         }
 
-        /// Answers ``FrameBatch/pendingAcks`` from ``answered`` through `last`, in order: from the
-        /// table or the limiter (cached), as an earlier pending ack of the drain (`sameAs`), with
-        /// `storageReply`, or with its apply's outcome, then recorded in the producer table.
-        /// - Precondition: every batch answered with its outcome is durable (its drain's
-        ///   `fdatasync` succeeded) and applied.
-        /// - Complexity: O(acks answered).
-        mutating func answerAcks(through last: Int, storageReply: [UInt8]?) {
-            guard answered <= last else { return }
+        /// Answers every ``FrameBatch/pendingAcks`` in order: from the table or the limiter
+        /// (cached), as an earlier pending ack of the drain (`sameAs`), with `storageReply`, or
+        /// with its apply's outcome, then recorded in the producer table.
+        /// - Precondition: `storageReply` is nil only when the drain is applied and durable (its
+        ///   `fdatasync` succeeded).
+        /// - Complexity: O(acks).
+        mutating func answerAcks(storageReply: [UInt8]?) {
             let d = daemon
-            defer { answered = last + 1 }
             guard let socket = d.ack else { return }
-            for i in answered...last {
+            for i in batch.pendingAcks.indices {
                 let p = batch.pendingAcks[i]
                 let reply: [UInt8]
                 if let cached = p.cachedReply {

@@ -17,7 +17,7 @@ import Darwin
 /// the writer has finished N (and synced it when acknowledged batches wait on it).
 ///
 /// Ownership protocol (single producer, single consumer, at most one job):
-/// ``submit(_:receivedAt:overlapSync:)`` swaps a batch into the writer; the engine thread does
+/// ``submit(_:receivedAt:)`` swaps a batch into the writer; the engine thread does
 /// not touch it (nor the log, nor ``loggedOrigin``) until ``wait(into:)`` swaps it back. Swaps,
 /// not copies: the writer stamps headers into the batch's buffer, which must not be shared.
 /// The POSIX semaphores order the accesses (release on post, acquire on wait).
@@ -26,11 +26,11 @@ import Darwin
 /// drain itself with the writer idle (``appendHere(_:receivedAt:)``: no thread hand-off on the
 /// round trip's critical path, and every frame is still in the log before it is applied), hands
 /// only the `fdatasync` to this thread (``submitSync()``), applies the drain meanwhile, and
-/// answers a producer only after ``waitSynced()`` (or ``syncFinished()``) reported success: a
-/// reply is never sent before its record is durable. Per group of four 100-event batches that
-/// hides the ~0.12 ms `fdatasync` behind ~0.3 ms of engine work instead of adding them up.
-/// (``submit(_:receivedAt:overlapSync:)`` with ``waitAppended(into:)`` does the same with the
-/// append on this thread.)
+/// answers a producer only after ``waitSynced()`` reported success: a reply is never sent
+/// before its record is durable. Per group of acknowledged batches that hides the `fdatasync`
+/// (~0.12 ms on a quiet disk) behind the engine's work (~0.08 ms per 100-event batch) instead of
+/// adding them up. (Appending on this thread and handing the batch back was tried first: two more
+/// thread wake-ups per round trip, slower in most alternated runs; PERFORMANCE.md round 7.)
 final class LogWriter: @unchecked Sendable {
     /// What the writer did with one batch.
     struct Outcome {
@@ -57,19 +57,10 @@ final class LogWriter: @unchecked Sendable {
     private var receivedAt: Int64 = 0
     private var result = Outcome()
     private var stopping = false
-    /// The job in flight is an overlapped one (``submit(_:receivedAt:overlapSync:)`` or ``submitSync()``).
-    private var overlap = false
     /// The job in flight is only an `fdatasync` (``submitSync()``).
     private var syncOnly = false
-    /// Engine-thread view: ``syncFinished()`` already took the job's outcome.
-    private var collected: Outcome?
-    /// Engine-thread view: the overlapped job's batch was taken back (its sync may still run).
-    private var batchReturned = false
-    /// The append's outcome of an overlapped job, published with ``appended``.
-    private var appendError: DurabilityError?
     private let work: UnsafeMutablePointer<sem_t>
     private let done: UnsafeMutablePointer<sem_t>
-    private let appended: UnsafeMutablePointer<sem_t>
     private var started = false
     /// Runs on the log thread right before each `fdatasync` it makes (tests: hold a sync in
     /// flight, or make it fail). Set before ``start()``.
@@ -80,19 +71,15 @@ final class LogWriter: @unchecked Sendable {
         self.beforeSync = beforeSync
         work = .allocate(capacity: 1)
         done = .allocate(capacity: 1)
-        appended = .allocate(capacity: 1)
         sem_init(work, 0, 0)
         sem_init(done, 0, 0)
-        sem_init(appended, 0, 0)
     }
 
     deinit {
         sem_destroy(work)
         sem_destroy(done)
-        sem_destroy(appended)
         work.deallocate()
         done.deallocate()
-        appended.deallocate()
     }
 
     /// Starts the thread (once).
@@ -103,16 +90,11 @@ final class LogWriter: @unchecked Sendable {
 
     /// Hands `batch` to the writer, leaving a storage-less placeholder in its place (assign the
     /// next receive buffer to it). Precondition: not ``busy``.
-    /// - Parameter overlapSync: take the batch back after the append with ``waitAppended(into:)``
-    ///   and the sync's outcome with ``waitSynced()`` (instead of one ``wait(into:)``).
-    func submit(_ batch: inout FrameBatch, receivedAt: Int64, overlapSync: Bool = false) {
+    func submit(_ batch: inout FrameBatch, receivedAt: Int64) {
         precondition(!busy, "LogWriter.submit with a job in flight")
         swap(&job, &batch)
         self.receivedAt = receivedAt
-        overlap = overlapSync
         syncOnly = false
-        collected = nil
-        batchReturned = false
         busy = true
         sem_post(work)
     }
@@ -120,7 +102,7 @@ final class LogWriter: @unchecked Sendable {
     /// Waits for the job in flight and swaps its batch into `batch` (whose old value the writer
     /// keeps as its placeholder: pass a placeholder or a batch you are done with).
     func wait(into batch: inout FrameBatch) -> Outcome {
-        precondition(busy && !overlap, "LogWriter.wait without a plain job")
+        precondition(busy && !syncOnly, "LogWriter.wait without a batch job")
         while sem_wait(done) != 0 {}   // EINTR
         busy = false
         swap(&job, &batch)
@@ -128,42 +110,13 @@ final class LogWriter: @unchecked Sendable {
         return result
     }
 
-    /// Overlapped job: waits until its records are appended (not yet synced) and swaps the batch
-    /// back into `batch` (pass a placeholder). From here the writer only runs the `fdatasync`.
-    /// - Returns: the append's error (nothing of the batch is in the log: do not apply it; the
-    ///   writer does not sync then, ``waitSynced()`` returns the same error at once).
-    func waitAppended(into batch: inout FrameBatch) -> DurabilityError? {
-        precondition(busy && overlap && !batchReturned, "LogWriter.waitAppended without an overlapped job")
-        while sem_wait(appended) != 0 {}
-        batchReturned = true
-        swap(&job, &batch)
-        job = FrameBatch(placeholder: ())
-        return appendError
-    }
-
-    /// Overlapped job: waits for the `fdatasync` after ``waitAppended(into:)`` or
-    /// ``submitSync()``. Only after an outcome without error are the batch's records durable (and
-    /// may its producers be answered).
+    /// Waits for the `fdatasync` handed over by ``submitSync()``. Only after an outcome without
+    /// error are the records appended before it durable (and may their producers be answered).
     func waitSynced() -> Outcome {
-        precondition(busy && overlap && batchReturned, "LogWriter.waitSynced before waitAppended")
-        if collected != nil {
-            collected = nil
-        } else {
-            while sem_wait(done) != 0 {}
-        }
+        precondition(busy && syncOnly, "LogWriter.waitSynced without submitSync")
+        while sem_wait(done) != 0 {}
         busy = false
-        overlap = false
         syncOnly = false
-        return result
-    }
-
-    /// Overlapped job: whether its `fdatasync` has finished, without waiting (one `sem_trywait`).
-    /// - Returns: the outcome once finished (``waitSynced()`` then returns it at once), else nil.
-    func syncFinished() -> Outcome? {
-        precondition(busy && overlap && batchReturned, "LogWriter.syncFinished before waitAppended")
-        if let outcome = collected { return outcome }
-        guard sem_trywait(done) == 0 else { return nil }
-        collected = result
         return result
     }
 
@@ -178,14 +131,11 @@ final class LogWriter: @unchecked Sendable {
     }
 
     /// Hands the writer one `fdatasync` of everything appended (after ``appendHere(_:receivedAt:)``);
-    /// collect it with ``syncFinished()`` / ``waitSynced()``. The engine thread must not touch the
+    /// collect it with ``waitSynced()``. The engine thread must not touch the
     /// log (nor ``loggedOrigin``) until then.
     func submitSync() {
         precondition(!busy, "LogWriter.submitSync with a job in flight")
-        overlap = true
         syncOnly = true
-        batchReturned = true
-        collected = nil
         busy = true
         sem_post(work)
     }
@@ -211,11 +161,6 @@ final class LogWriter: @unchecked Sendable {
             let needsSync = job.needsSync || syncOnly
             if !syncOnly, !job.frames.isEmpty || needsSync {
                 r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch)
-            }
-            if overlap, !syncOnly {
-                // The batch goes back to the engine thread here: from now on only the log.
-                appendError = r.error
-                sem_post(appended)
             }
             if r.error == nil, needsSync {
                 beforeSync?()
