@@ -21,8 +21,8 @@ import Glibc
 /// Durability (with a state directory): every drained frame is appended to the write-ahead log
 /// with one write before anything is applied; acknowledged batches of the drain share one
 /// `fdatasync`, which runs on the log thread while they are applied, and they are answered only
-/// after it succeeded; fire-and-forget frames are synced at most ``syncInterval`` later. Recovery replays the log (after the newest checkpoint when the core
-/// can checkpoint). The snapshot `seq` comes from the lease in the state directory.
+/// after it succeeded; fire-and-forget frames are synced at most ``syncInterval`` later.
+/// Recovery replays the log (after the newest checkpoint when the core can checkpoint). The snapshot `seq` comes from the lease in the state directory.
 ///
 /// Lifecycle hooks (`hooks`) are where systemd notification, the watchdog and metrics attach;
 /// they run on the engine thread and must not block.
@@ -699,9 +699,10 @@ public final class Daemon: @unchecked Sendable {
         /// the log's thread while this thread applies it; the producers are answered after the sync.
         ///
         /// Order, per drain: append (here) → apply (here) ∥ `fdatasync` (log thread) → wait for
-        /// the sync → answer. The append stays on this thread because handing it to the log
-        /// thread and waiting for it back costs two thread wake-ups on the round trip. So a frame is still in the log before it is applied, and a
-        /// reply is never sent before its batch's record is durable.
+        /// the sync → answer. So a frame is still in the log before it is applied, and a reply is
+        /// never sent before its batch's record is durable. The append stays on this thread:
+        /// handing it to the log thread and waiting for it back costs two thread wake-ups on the
+        /// round trip (measured slower, `Benchmarks/PERFORMANCE.md` round 7).
         ///
         /// Failures: an append that fails leaves nothing in the log and nothing is applied (every
         /// new batch answers `storage_unavailable`), as before. An `fdatasync` that fails after the
