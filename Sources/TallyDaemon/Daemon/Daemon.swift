@@ -20,9 +20,9 @@ import Glibc
 ///
 /// Durability (with a state directory): every drained frame is appended to the write-ahead log
 /// with one write before anything is applied; acknowledged batches of the drain share one
-/// `fdatasync` before they are applied and answered; fire-and-forget frames are synced at most
-/// ``syncInterval`` later. Recovery replays the log (after the newest checkpoint when the core
-/// can checkpoint). The snapshot `seq` comes from the lease in the state directory.
+/// `fdatasync`, which runs on the log thread while they are applied, and they are answered only
+/// after it succeeded; fire-and-forget frames are synced at most ``syncInterval`` later.
+/// Recovery replays the log (after the newest checkpoint when the core can checkpoint). The snapshot `seq` comes from the lease in the state directory.
 ///
 /// Lifecycle hooks (`hooks`) are where systemd notification, the watchdog and metrics attach;
 /// they run on the engine thread and must not block.
@@ -81,6 +81,9 @@ public final class Daemon: @unchecked Sendable {
     /// Log segment size (default: `WriteAheadLog.Options`'s 64 MiB); set before ``start()``.
     /// Tests use small segments to see the log truncated behind checkpoints.
     var logSegmentSize: Int64?
+    /// Runs on the log thread right before each group-commit `fdatasync` (tests: hold a sync in
+    /// flight to see that no reply goes out before it, or make it fail). Set before ``start()``.
+    var beforeLogSync: (@Sendable () -> Void)?
     /// `stats.bytes` when the last checkpoint was attempted (engine thread).
     private var checkpointBytesMark = 0
     private var rejectedReported: [RejectLedger.Key: Int] = [:]
@@ -352,6 +355,8 @@ public final class Daemon: @unchecked Sendable {
         var lastStorageWarning: Int64 = 0
         /// When the current drain took its first frame (µs, monotonic): `tally_engine_lag_seconds`.
         var drainStarted: Int64 = 0
+        /// Per frame of the drain, the outcome of an acknowledged one (capacity kept across drains).
+        var ackOutcomes: [FrameOutcome?] = []
 
         init(daemon: Daemon) {
             self.daemon = daemon
@@ -362,7 +367,7 @@ public final class Daemon: @unchecked Sendable {
             checkpointEvery = max(100_000, daemon.settings.checkpointInterval.microseconds)
             nextCheckpoint = now + checkpointEvery
             curve = daemon.security?.access != nil
-            writer = daemon.durable.map { LogWriter(log: $0.log) }
+            writer = daemon.durable.map { LogWriter(log: $0.log, beforeSync: daemon.beforeLogSync) }
             writer?.start()
             checkpointer = daemon.durable.map { CheckpointWriter(store: $0.checkpoints, beforeWrite: daemon.hooks.checkpointWriting) }
             checkpointer?.start()
@@ -531,19 +536,33 @@ public final class Daemon: @unchecked Sendable {
             nextSync = Int64(Clocks.monotonicNanos() / 1_000) + syncEvery
         }
 
-        mutating func storageProblem(_ error: DurabilityError, frames: Int) {
+        /// Counts a failed log write or sync and logs it (at most every 5 s).
+        /// - Parameters:
+        ///   - frames: frames not applied because their append failed.
+        ///   - appliedNotDurable: acknowledged batches applied in overlap with an `fdatasync`
+        ///     that then failed: answered `storage_unavailable`, not recorded as durable, so the
+        ///     producer's re-send is logged and applied again (its events then count as duplicates).
+        mutating func storageProblem(_ error: DurabilityError, frames: Int, appliedNotDurable: Int = 0) {
             let d = daemon
             storageFailures += 1
             d.stats.withLock {
                 $0.storageErrors &+= 1
                 $0.droppedFrames &+= frames
+                $0.appliedNotDurable &+= appliedNotDurable
             }
             let now = Int64(Clocks.monotonicNanos() / 1_000)
             if now - lastStorageWarning >= 5_000_000 {
                 lastStorageWarning = now
-                d.logger.error("the write-ahead log cannot be written: acknowledgements answer storage_unavailable and nothing is applied until it can", metadata: [
-                    "error": "\(error)", "out-of-space": "\(error.isOutOfSpace)", "failures": "\(storageFailures)",
-                ])
+                if appliedNotDurable > 0 {
+                    d.logger.error("the write-ahead log's fdatasync failed after its drain was applied: its acknowledged batches answer storage_unavailable and count once when re-sent (dedup by source + id); until the log is written again, nothing more is applied", metadata: [
+                        "error": "\(error)", "out-of-space": "\(error.isOutOfSpace)", "failures": "\(storageFailures)",
+                        "batches-applied-not-durable": "\(appliedNotDurable)",
+                    ])
+                } else {
+                    d.logger.error("the write-ahead log cannot be written: acknowledgements answer storage_unavailable and nothing is applied until it can", metadata: [
+                        "error": "\(error)", "out-of-space": "\(error.isOutOfSpace)", "failures": "\(storageFailures)",
+                    ])
+                }
             }
         }
 
@@ -658,8 +677,9 @@ public final class Daemon: @unchecked Sendable {
 
         /// Logs the drained frames and applies them. Fire-and-forget drains are pipelined: this
         /// drain goes to the log's thread while the previous one (already logged) is applied
-        /// here. A drain with acknowledged batches is logged, synced (one `fdatasync` for the
-        /// group), applied and answered before the loop goes on.
+        /// here. A drain with acknowledged batches to make durable is appended, then applied
+        /// here while the log's thread runs its `fdatasync` (one for the group), and answered
+        /// once that succeeded, before the loop goes on (``commitAcknowledged(now:)``).
         mutating func commit(now: Int64) {
             guard let writer else {
                 apply(now: now, storageError: nil)
@@ -684,9 +704,52 @@ public final class Daemon: @unchecked Sendable {
                 return
             }
             flushPipeline()
+            if batch.needsSync {
+                commitAcknowledged(now: now)
+                return
+            }
+            // Every acknowledged batch is answered from the table or refused: nothing to sync.
             writer.submit(&batch, receivedAt: Clocks.wallMicros())
             let result = writer.wait(into: &batch)
             applyLogged(result, now: now)
+        }
+
+        /// A drain with acknowledged batches: appended here (the writer is idle), then synced by
+        /// the log's thread while this thread applies it; the producers are answered after the sync.
+        ///
+        /// Order, per drain: append (here) → apply (here) ∥ `fdatasync` (log thread) → wait for
+        /// the sync → answer. So a frame is still in the log before it is applied, and a reply is
+        /// never sent before its batch's record is durable. The append stays on this thread:
+        /// handing it to the log thread and waiting for it back costs two thread wake-ups on the
+        /// round trip (measured slower, `Benchmarks/PERFORMANCE.md` round 7).
+        ///
+        /// Failures: an append that fails leaves nothing in the log and nothing is applied (every
+        /// new batch answers `storage_unavailable`), as before. An `fdatasync` that fails after the
+        /// apply: the log has removed the records since its last good sync, the engine holds the
+        /// drain (as for a failed timer sync of fire-and-forget frames); the new batches answer
+        /// `storage_unavailable` and are *not* recorded in the producer table, so their re-sends
+        /// are logged and applied again, and the engine's dedup by `source` + `id` counts their
+        /// events once (the re-send's record is what makes them durable).
+        /// - Precondition: the writer is idle, `batch.needsSync`.
+        /// - Complexity: O(drain); wall time ≈ append + max(apply, `fdatasync`) instead of their sum.
+        mutating func commitAcknowledged(now: Int64) {
+            guard let writer else { return }
+            if let error = writer.appendHere(&batch, receivedAt: Clocks.wallMicros()) {
+                applyLogged(LogWriter.Outcome(error: error), now: now)
+                return
+            }
+            writer.submitSync()
+            ingest()
+            let result = writer.waitSynced()
+            if let error = result.error {
+                storageProblem(error, frames: 0, appliedNotDurable: batch.pendingAcks.reduce(0) { $0 + ($1.frame >= 0 ? 1 : 0) })
+            } else {
+                daemon.metrics?.walFsync.record(.nanoseconds(Int64(result.syncNanos)))
+            }
+            // Synced, or the failed sync removed every unsynced record: nothing waits for the timer.
+            unsynced = false
+            nextSync = now + syncEvery
+            answer(storageError: result.error, applied: true)
         }
 
         /// Waits for the drain the log's thread holds, if any, and applies it (keeping the drain
@@ -721,78 +784,54 @@ public final class Daemon: @unchecked Sendable {
         /// Applies the frames of ``batch``, answers its acknowledged batches, flushes dead
         /// letters, updates the counters and empties the batch (keeping its capacity).
         mutating func apply(now: Int64, storageError: DurabilityError?) {
+            if storageError == nil { ingest() }
+            answer(storageError: storageError, applied: false)
+        }
+
+        /// Applies the frames of ``batch`` to the engine and adds them to the counters (stats and
+        /// the drain's metrics tally); the outcomes of acknowledged frames go to ``ackOutcomes``,
+        /// and the batch is kept for ``answer(storageError:applied:)``.
+        /// - Complexity: O(events of the drain).
+        mutating func ingest() {
             let d = daemon
             var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected = 0, bytes = 0, events = 0
             let withAcks = !batch.pendingAcks.isEmpty
-            var outcomes: [FrameOutcome?] = withAcks ? Array(repeating: nil, count: batch.frames.count) : []
+            if withAcks {
+                ackOutcomes.removeAll(keepingCapacity: true)
+                ackOutcomes.append(contentsOf: repeatElement(nil, count: batch.frames.count))
+            }
             let recordSizes = d.metrics != nil
-            if storageError == nil {
-                let core = d.core   // round 7: one existential load + retain per drain, not per frame
-                batch.buffer.withUnsafeBytes { raw in
-                    for (fi, f) in batch.frames.enumerated() {
-                        let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
-                        var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
-                        if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }
-                        let outcome = core.ingest(payload, origin: origin)
-                        accepted &+= outcome.accepted
-                        duplicates &+= outcome.duplicates
-                        unrouted &+= outcome.unrouted
-                        late &+= outcome.late
-                        bytes &+= f.count
-                        let n = outcome.events
-                        events &+= n
-                        if recordSizes { tally.batchSizes.append(n) }
-                        if outcome.payloadError != nil || !outcome.rejected.isEmpty {
-                            rejected &+= outcome.payloadError != nil ? 1 : outcome.rejected.count
-                            if f.ack >= 0 {
-                                origin.label = "ack:" + String(decoding: batch.pendingAcks[Int(f.ack)].producer, as: UTF8.self)
-                            }
-                            d.ledger.record(outcome, payload: payload, origin: origin)
+            let core = d.core   // round 7: one existential load + retain per drain, not per frame
+            batch.buffer.withUnsafeBytes { raw in
+                for (fi, f) in batch.frames.enumerated() {
+                    let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
+                    var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
+                    if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }
+                    let outcome = core.ingest(payload, origin: origin)
+                    accepted &+= outcome.accepted
+                    duplicates &+= outcome.duplicates
+                    unrouted &+= outcome.unrouted
+                    late &+= outcome.late
+                    bytes &+= f.count
+                    let n = outcome.events
+                    events &+= n
+                    if recordSizes { tally.batchSizes.append(n) }
+                    if outcome.payloadError != nil || !outcome.rejected.isEmpty {
+                        rejected &+= outcome.payloadError != nil ? 1 : outcome.rejected.count
+                        if f.ack >= 0 {
+                            origin.label = "ack:" + String(decoding: batch.pendingAcks[Int(f.ack)].producer, as: UTF8.self)
                         }
-                        if f.ack >= 0 { outcomes[fi] = outcome }
+                        d.ledger.record(outcome, payload: payload, origin: origin)
                     }
+                    if f.ack >= 0 { ackOutcomes[fi] = outcome }
                 }
             }
-            if withAcks, let socket = d.ack {
-                let storageReply = storageError.map { AckStatus.storageError("\($0)") }
-                for i in batch.pendingAcks.indices {
-                    let p = batch.pendingAcks[i]
-                    let reply: [UInt8]
-                    if let cached = p.cachedReply {
-                        reply = cached
-                    } else if p.sameAs >= 0 {
-                        reply = batch.pendingAcks[p.sameAs].reply ?? AckStatus.storageError("not answered")
-                    } else if let storageReply {
-                        reply = storageReply
-                    } else {
-                        reply = AckStatus.json(outcomes[p.frame] ?? FrameOutcome())
-                        d.producers.record(producer: p.producer, sequence: p.sequence, reply: reply)
-                    }
-                    batch.pendingAcks[i].reply = reply
-                    var parts = p.envelope
-                    parts.append(Message(bytes: p.sequenceText))
-                    parts.append(Message(bytes: reply))
-                    do { _ = try socket.sendMultipart(parts, flags: .dontWait) } catch {
-                        d.logger.warning("cannot answer producer \(String(decoding: p.producer, as: UTF8.self)): \(error)")
-                    }
-                }
-            }
-            let frames = batch.frames.count
-            batch.reset()
-            d.ledger.flush()
-            if let metrics = d.metrics {
-                tally.received = events
-                tally.accepted = accepted
-                tally.duplicates = duplicates
-                tally.late = late
-                tally.bytes = bytes
-                if drainStarted > 0 { tally.lagSeconds = Double(Int64(Clocks.monotonicNanos() / 1_000) - drainStarted) / 1e6 }
-                metrics.record(tally)
-                tally.reset()
-            }
-            let producerCount = withAcks ? d.producers.count : -1
+            tally.received = events
+            tally.accepted = accepted
+            tally.duplicates = duplicates
+            tally.late = late
+            tally.bytes = bytes
             d.stats.withLock { s in
-                s.frames &+= frames
                 s.bytes &+= bytes
                 s.events &+= events
                 s.accepted &+= accepted
@@ -800,7 +839,69 @@ public final class Daemon: @unchecked Sendable {
                 s.unrouted &+= unrouted
                 s.late &+= late
                 s.rejected &+= rejected
+            }
+        }
+
+        /// Answers the acknowledged batches of ``batch`` (recording the new ones in the producer
+        /// table only when `storageError` is nil: only then are they durable), flushes dead
+        /// letters, reports the drain's metrics and empties the batch (keeping its capacity).
+        /// - Parameter applied: the frames were applied although `storageError` says they are not
+        ///   durable (an `fdatasync` that failed after an overlapped apply): the reply says so.
+        mutating func answer(storageError: DurabilityError?, applied: Bool) {
+            let d = daemon
+            let withAcks = !batch.pendingAcks.isEmpty
+            if withAcks {
+                let storageReply = storageError.map {
+                    AckStatus.storageError(applied
+                        ? "the write-ahead log's fdatasync failed after the batch was applied; re-send the same sequence (its events count once): \($0)"
+                        : "\($0)")
+                }
+                answerAcks(storageReply: storageReply)
+            }
+            let frames = batch.frames.count
+            batch.reset()
+            d.ledger.flush()
+            if let metrics = d.metrics {
+                if drainStarted > 0 { tally.lagSeconds = Double(Int64(Clocks.monotonicNanos() / 1_000) - drainStarted) / 1e6 }
+                metrics.record(tally)
+                tally.reset()
+            }
+            let producerCount = withAcks ? d.producers.count : -1
+            d.stats.withLock { s in
+                s.frames &+= frames
                 if producerCount >= 0 { s.producers = producerCount }
+            }
+        }
+
+        /// Answers every ``FrameBatch/pendingAcks`` in order: from the table or the limiter
+        /// (cached), as an earlier pending ack of the drain (`sameAs`), with `storageReply`, or
+        /// with its apply's outcome, then recorded in the producer table.
+        /// - Precondition: `storageReply` is nil only when the drain is applied and durable (its
+        ///   `fdatasync` succeeded).
+        /// - Complexity: O(acks).
+        mutating func answerAcks(storageReply: [UInt8]?) {
+            let d = daemon
+            guard let socket = d.ack else { return }
+            for i in batch.pendingAcks.indices {
+                let p = batch.pendingAcks[i]
+                let reply: [UInt8]
+                if let cached = p.cachedReply {
+                    reply = cached
+                } else if p.sameAs >= 0 {
+                    reply = batch.pendingAcks[p.sameAs].reply ?? AckStatus.storageError("not answered")
+                } else if let storageReply {
+                    reply = storageReply
+                } else {
+                    reply = AckStatus.json(ackOutcomes[p.frame] ?? FrameOutcome())
+                    d.producers.record(producer: p.producer, sequence: p.sequence, reply: reply)
+                }
+                batch.pendingAcks[i].reply = reply
+                var parts = p.envelope
+                parts.append(Message(bytes: p.sequenceText))
+                parts.append(Message(bytes: reply))
+                do { _ = try socket.sendMultipart(parts, flags: .dontWait) } catch {
+                    d.logger.warning("cannot answer producer \(String(decoding: p.producer, as: UTF8.self)): \(error)")
+                }
             }
         }
     }
@@ -1077,6 +1178,9 @@ public struct DaemonStats: Sendable {
     /// Failed log writes or syncs (disk full, I/O error), and the frames not applied because of them.
     public var storageErrors = 0
     public var droppedFrames = 0
+    /// Acknowledged batches applied in overlap with a group-commit `fdatasync` that then failed:
+    /// answered `storage_unavailable` and not recorded, so their re-sends count as duplicates.
+    public var appliedNotDurable = 0
     /// Log records replayed at start.
     public var recoveredRecords = 0
     /// Acknowledged producers tracked.

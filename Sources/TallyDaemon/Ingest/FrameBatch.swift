@@ -226,7 +226,11 @@ extension AckStatus {
     }
 
     /// The answer when the batch could not be made durable (disk full, I/O error): nothing was
-    /// applied and nothing recorded, so the producer must re-send the same sequence later.
+    /// recorded, so the producer must re-send the same sequence later. When the append failed
+    /// nothing was applied either; when the group-commit `fdatasync` failed after the drain was
+    /// applied (they overlap), the events are counted in memory but not durable, and the re-send
+    /// is logged and applied again, its events counted once by the engine's dedup by `source` + `id`
+    /// (its reply then reports them as duplicates); `message` says which case it was.
     static func storageError(_ message: String) -> [UInt8] {
         var out = Array(#"{"accepted":0,"duplicates":0,"unrouted":0,"late":0,"rejected":[],"error":{"reason":"storage_unavailable","message":"#.utf8)
         JSONText.appendString(message, to: &out)
