@@ -175,7 +175,8 @@ struct DaemonAckOverlapTests {
         let status = try #require(try Self.reply(d, 1), "no reply after the sync")
         #expect(status.contains(#""accepted":20"#), "\(status)")
         #expect(!status.contains("error"), "\(status)")
-        #expect(daemon.stats.withLock { $0.producers } == 1)
+        // The stats are updated just after the replies go out.
+        #expect(Self.eventually { daemon.stats.withLock { $0.producers } == 1 })
     }
 
     // MARK: - A failing fdatasync after the overlapped apply
