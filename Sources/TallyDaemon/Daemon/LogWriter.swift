@@ -56,12 +56,9 @@ final class LogWriter: @unchecked Sendable {
     private var scratch = Scratch()
     private var receivedAt: Int64 = 0
     private var result = Outcome()
-    private var stopping = false
     /// The job in flight is only an `fdatasync` (``submitSync()``).
     private var syncOnly = false
-    private let work: UnsafeMutablePointer<sem_t>
-    private let done: UnsafeMutablePointer<sem_t>
-    private var started = false
+    private let handoff = HandoffThread()
     /// Runs on the log thread right before each `fdatasync` it makes (tests: hold a sync in
     /// flight, or make it fail). Set before ``start()``.
     let beforeSync: (@Sendable () -> Void)?
@@ -69,23 +66,11 @@ final class LogWriter: @unchecked Sendable {
     init(log: WriteAheadLog, beforeSync: (@Sendable () -> Void)? = nil) {
         self.log = log
         self.beforeSync = beforeSync
-        work = .allocate(capacity: 1)
-        done = .allocate(capacity: 1)
-        sem_init(work, 0, 0)
-        sem_init(done, 0, 0)
-    }
-
-    deinit {
-        sem_destroy(work)
-        sem_destroy(done)
-        work.deallocate()
-        done.deallocate()
     }
 
     /// Starts the thread (once).
     func start() {
-        started = true
-        _ = spawnThread(name: "tally-wal") { [self] in run() }
+        handoff.start(name: "tally-wal") { [self] in runJob() }
     }
 
     /// Hands `batch` to the writer, leaving a storage-less placeholder in its place (assign the
@@ -96,14 +81,14 @@ final class LogWriter: @unchecked Sendable {
         self.receivedAt = receivedAt
         syncOnly = false
         busy = true
-        sem_post(work)
+        handoff.post()
     }
 
     /// Waits for the job in flight and swaps its batch into `batch` (whose old value the writer
     /// keeps as its placeholder: pass a placeholder or a batch you are done with).
     func wait(into batch: inout FrameBatch) -> Outcome {
         precondition(busy && !syncOnly, "LogWriter.wait without a batch job")
-        while sem_wait(done) != 0 {}   // EINTR
+        handoff.waitDone()
         busy = false
         swap(&job, &batch)
         job = FrameBatch(placeholder: ())
@@ -114,7 +99,7 @@ final class LogWriter: @unchecked Sendable {
     /// error are the records appended before it durable (and may their producers be answered).
     func waitSynced() -> Outcome {
         precondition(busy && syncOnly, "LogWriter.waitSynced without submitSync")
-        while sem_wait(done) != 0 {}
+        handoff.waitDone()
         busy = false
         syncOnly = false
         return result
@@ -137,46 +122,35 @@ final class LogWriter: @unchecked Sendable {
         precondition(!busy, "LogWriter.submitSync with a job in flight")
         syncOnly = true
         busy = true
-        sem_post(work)
+        handoff.post()
     }
 
     /// Stops the thread and waits until it has (the caller must `wait` for a job in flight first).
     func stop() {
         precondition(!busy, "LogWriter.stop with a job in flight")
-        guard started else { return }
-        started = false
-        stopping = true
-        sem_post(work)
-        while sem_wait(done) != 0 {}
+        handoff.stop()
     }
 
-    private func run() {
-        while true {
-            while sem_wait(work) != 0 {}
-            if stopping {
-                sem_post(done)
-                return
-            }
-            var r = Outcome()
-            let needsSync = job.needsSync || syncOnly
-            if !syncOnly, !job.frames.isEmpty || needsSync {
-                r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch)
-            }
-            if r.error == nil, needsSync {
-                beforeSync?()
-                let t0 = Clocks.monotonicNanos()
-                do {
-                    try log.sync()
-                    r.synced = true
-                    r.syncNanos = Clocks.monotonicNanos() - t0
-                } catch {
-                    r.error = error
-                    loggedOrigin = .none
-                }
-            }
-            result = r
-            sem_post(done)
+    /// Appends and/or syncs the job in flight and stores its outcome (one ``HandoffThread`` job).
+    private func runJob() {
+        var r = Outcome()
+        let needsSync = job.needsSync || syncOnly
+        if !syncOnly, !job.frames.isEmpty || needsSync {
+            r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch)
         }
+        if r.error == nil, needsSync {
+            beforeSync?()
+            let t0 = Clocks.monotonicNanos()
+            do {
+                try log.sync()
+                r.synced = true
+                r.syncNanos = Clocks.monotonicNanos() - t0
+            } catch {
+                r.error = error
+                loggedOrigin = .none
+            }
+        }
+        result = r
     }
 
     /// Buffers reused across jobs (capacity kept).

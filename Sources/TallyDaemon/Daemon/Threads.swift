@@ -132,3 +132,71 @@ private func nameCurrentThread(_ name: String) {
     let bytes = Array(name.utf8.prefix(15))
     _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
 }
+
+// MARK: - One job at a time to a worker thread
+
+/// The hand-off between an owner thread and one worker thread that runs one job at a time:
+/// the owner stores the job (in the object that owns this hand-off), ``post()``s, and later
+/// ``waitDone()``s or polls ``tryDone()``; the worker runs the `job` closure given to
+/// ``start(name:job:)`` once per post.
+///
+/// Why two POSIX semaphores and no lock: the owner and the worker never touch the job at the
+/// same time (the owner only between `tryDone`/`waitDone` and the next `post`), and a
+/// semaphore post/wait is the release/acquire edge that publishes it. `sem_trywait` makes
+/// ``tryDone()`` free to call every loop turn. Used by the log's thread (``LogWriter``) and the
+/// checkpoint thread (``CheckpointWriter``).
+final class HandoffThread: @unchecked Sendable {
+    private let work: UnsafeMutablePointer<sem_t>
+    private let done: UnsafeMutablePointer<sem_t>
+    private var stopping = false
+    /// Between ``start(name:job:)`` and ``stop()``.
+    private(set) var started = false
+
+    init() {
+        work = .allocate(capacity: 1)
+        done = .allocate(capacity: 1)
+        sem_init(work, 0, 0)
+        sem_init(done, 0, 0)
+    }
+
+    deinit {
+        sem_destroy(work)
+        sem_destroy(done)
+        work.deallocate()
+        done.deallocate()
+    }
+
+    /// Starts the worker thread, named `name`; it runs `job` once per ``post()``.
+    func start(name: String, job: @escaping @Sendable () -> Void) {
+        started = true
+        _ = spawnThread(name: name) { [self] in
+            while true {
+                while sem_wait(work) != 0 {}   // EINTR
+                if stopping {
+                    sem_post(done)
+                    return
+                }
+                job()
+                sem_post(done)
+            }
+        }
+    }
+
+    /// Lets the worker run the job stored beforehand (owner thread).
+    func post() { sem_post(work) }
+
+    /// Blocks until the posted job has finished (owner thread).
+    func waitDone() { while sem_wait(done) != 0 {} }   // EINTR
+
+    /// Whether the posted job has finished (then it counts as waited for). One `sem_trywait`.
+    func tryDone() -> Bool { sem_trywait(done) == 0 }
+
+    /// Ends the worker thread and waits until it has (owner thread, no job in flight).
+    func stop() {
+        guard started else { return }
+        started = false
+        stopping = true
+        sem_post(work)
+        waitDone()
+    }
+}

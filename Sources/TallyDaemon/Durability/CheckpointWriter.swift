@@ -61,30 +61,15 @@ final class CheckpointWriter: @unchecked Sendable {
 
     private var task: Task?
     private var outcome: Outcome?
-    private var stopping = false
-    private var started = false
-    private let work: UnsafeMutablePointer<sem_t>
-    private let done: UnsafeMutablePointer<sem_t>
+    private let handoff = HandoffThread()
 
     init(store: CheckpointStore, beforeWrite: (@Sendable (LSN) -> Void)? = nil) {
         self.store = store
         self.beforeWrite = beforeWrite
-        work = .allocate(capacity: 1)
-        done = .allocate(capacity: 1)
-        sem_init(work, 0, 0)
-        sem_init(done, 0, 0)
-    }
-
-    deinit {
-        sem_destroy(work)
-        sem_destroy(done)
-        work.deallocate()
-        done.deallocate()
     }
 
     func start() {
-        started = true
-        _ = spawnThread(name: "tally-checkpoint") { [self] in run() }
+        handoff.start(name: "tally-checkpoint") { [self] in runTask() }
     }
 
     // MARK: Engine thread
@@ -92,23 +77,23 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Hands `task` to the thread. Only while not ``busy``.
     func submit(_ task: Task) {
         precondition(!busy, "CheckpointWriter.submit with a task in flight")
-        precondition(started, "CheckpointWriter.submit before start")
+        precondition(handoff.started, "CheckpointWriter.submit before start")
         self.task = task
         busy = true
-        sem_post(work)
+        handoff.post()
     }
 
     /// The outcome of the task in flight if it has finished; nil otherwise (or when idle).
     /// - Complexity: one `sem_trywait`: free to call every loop turn.
     func poll() -> Outcome? {
-        guard busy, sem_trywait(done) == 0 else { return nil }
+        guard busy, handoff.tryDone() else { return nil }
         return collect()
     }
 
     /// Blocks until the task in flight finishes and returns its outcome (nil when idle).
     func wait() -> Outcome? {
         guard busy else { return nil }
-        while sem_wait(done) != 0 {}   // EINTR
+        handoff.waitDone()
         return collect()
     }
 
@@ -122,37 +107,26 @@ final class CheckpointWriter: @unchecked Sendable {
     /// Ends the thread (after the task in flight: collect it first).
     func stop() {
         precondition(!busy, "CheckpointWriter.stop with a task in flight")
-        guard started else { return }
-        started = false
-        stopping = true
-        sem_post(work)
-        while sem_wait(done) != 0 {}
+        handoff.stop()
     }
 
     // MARK: Checkpoint thread
 
-    private func run() {
-        while true {
-            while sem_wait(work) != 0 {}
-            if stopping {
-                sem_post(done)
-                return
-            }
-            switch task {
-            case .checkpoint(let job)?:
-                let result = write(job)
-                var finished = job
-                // The state's bytes (and a producer table the engine thread has since copied)
-                // are freed here, not on the engine thread.
-                finished.engineState = CapturedCheckpoint(bytes: [])
-                finished.producers = ProducerTable(capacity: 1)
-                outcome = .checkpoint(finished, result: result)
-            case .removeSegments(let paths)?:
-                outcome = Self.remove(paths, directory: store.directory)
-            case nil:
-                outcome = nil
-            }
-            sem_post(done)
+    /// Runs the submitted task and stores its outcome (one ``HandoffThread`` job).
+    private func runTask() {
+        switch task {
+        case .checkpoint(let job)?:
+            let result = write(job)
+            var finished = job
+            // The state's bytes (and a producer table the engine thread has since copied)
+            // are freed here, not on the engine thread.
+            finished.engineState = CapturedCheckpoint(bytes: [])
+            finished.producers = ProducerTable(capacity: 1)
+            outcome = .checkpoint(finished, result: result)
+        case .removeSegments(let paths)?:
+            outcome = Self.remove(paths, directory: store.directory)
+        case nil:
+            outcome = nil
         }
     }
 
