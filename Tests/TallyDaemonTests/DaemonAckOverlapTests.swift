@@ -14,40 +14,6 @@ import ZeroMQ
 struct DaemonAckOverlapTests {
     typealias F = DaemonFixture
 
-    /// A gate the log thread stops at before its `fdatasync`: `arrivals` counts them, `open()`
-    /// lets every one (and every later one) through.
-    final class SyncGate: @unchecked Sendable {
-        private let lock = NSCondition()
-        private var isOpen = false
-        private var count = 0
-
-        func pass() {
-            lock.lock()
-            count += 1
-            lock.broadcast()
-            while !isOpen { lock.wait() }
-            lock.unlock()
-        }
-
-        func open() {
-            lock.lock()
-            isOpen = true
-            lock.broadcast()
-            lock.unlock()
-        }
-
-        /// Waits until a sync reached the gate (false after `seconds`).
-        func waitForArrival(seconds: Double = 10) -> Bool {
-            lock.lock()
-            defer { lock.unlock() }
-            let deadline = Date().addingTimeInterval(seconds)
-            while count == 0 {
-                if !lock.wait(until: deadline) { return false }
-            }
-            return true
-        }
-    }
-
     /// Makes the next group-commit `fdatasync` of a daemon's write-ahead log fail for real: on
     /// the log thread, right before the sync, the descriptor of the newest segment is replaced
     /// (`dup2`) by a pipe, so `fdatasync` fails with EINVAL and the log's own rollback (ftruncate)
@@ -155,14 +121,14 @@ struct DaemonAckOverlapTests {
     func replyWaitsForTheSync() throws {
         let dir = F.temporaryDirectory("ack-hold")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let gate = SyncGate()
-        let daemon = try Self.start(F.settings(stateDir: dir), beforeLogSync: { gate.pass() })
+        let gate = DaemonGate()
+        let daemon = try Self.start(F.settings(stateDir: dir), beforeLogSync: { gate.pass(0) })
         defer { gate.open(); F.stop(daemon) }
         let context = try Context()
         let d = try Self.dealer(context, daemon.boundEndpoints.ingestAck, timeout: 300)
         try Self.send(d, "hold-producer", 1, Self.batch("held"))
 
-        #expect(gate.waitForArrival(), "the log thread never reached the group-commit fdatasync")
+        #expect(gate.waitForArrival() != nil, "the log thread never reached the group-commit fdatasync")
         // The engine thread applies the drain while the log thread is held in front of its sync.
         #expect(Self.eventually { daemon.stats.withLock { $0.accepted } == 20 }, "the drain is applied during the sync")
         #expect(try Self.reply(d, 1) == nil, "a reply before the fdatasync finished")
@@ -289,12 +255,12 @@ struct DaemonAckOverlapTests {
         let dir = F.temporaryDirectory("ack-stop")
         defer { try? FileManager.default.removeItem(atPath: dir) }
         let s = F.settings(stateDir: dir)
-        let gate = SyncGate()
-        let daemon = try Self.start(s, beforeLogSync: { gate.pass() })
+        let gate = DaemonGate()
+        let daemon = try Self.start(s, beforeLogSync: { gate.pass(0) })
         let context = try Context()
         let d = try Self.dealer(context, daemon.boundEndpoints.ingestAck, timeout: 200)
         try Self.send(d, "stop-producer", 5, Self.batch("stopping"))
-        #expect(gate.waitForArrival())
+        #expect(gate.waitForArrival() != nil)
         daemon.requestStop()
         #expect(try Self.reply(d, 5) == nil, "a reply before the fdatasync finished")
         #expect(!daemon.stopped.waitBlocking(timeout: .milliseconds(100)), "the daemon stopped with a sync in flight")
@@ -316,16 +282,16 @@ struct DaemonAckOverlapTests {
     func reloadDuringSync() throws {
         let dir = F.temporaryDirectory("ack-reload")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let gate = SyncGate()
+        let gate = DaemonGate()
         let readies = Atomic<Int>(0)
-        let daemon = try Self.start(F.settings(stateDir: dir), beforeLogSync: { gate.pass() },
+        let daemon = try Self.start(F.settings(stateDir: dir), beforeLogSync: { gate.pass(0) },
                                     ready: { readies.add(1, ordering: .relaxed) })
         defer { gate.open(); F.stop(daemon) }
         let context = try Context()
         let e = daemon.boundEndpoints
         let d = try Self.dealer(context, e.ingestAck, timeout: 200)
         try Self.send(d, "reload-producer", 1, Self.batch("reloading"))
-        #expect(gate.waitForArrival())
+        #expect(gate.waitForArrival() != nil)
         daemon.requestReload()
         #expect(try Self.reply(d, 1) == nil, "a reply before the fdatasync finished")
         gate.open()
@@ -350,9 +316,9 @@ struct LogWriterOverlapTests {
         let dir = WALTempDirectory("overlap-here")
         defer { dir.remove() }
         let log = try WriteAheadLog(directory: dir.path)
-        let gate = DaemonAckOverlapTests.SyncGate()
+        let gate = DaemonGate()
         let syncs = Atomic<Int>(0)
-        let writer = LogWriter(log: log, beforeSync: { gate.pass(); syncs.add(1, ordering: .relaxed) })
+        let writer = LogWriter(log: log, beforeSync: { gate.pass(0); syncs.add(1, ordering: .relaxed) })
         writer.start()
         defer { writer.stop() }
 
@@ -364,7 +330,7 @@ struct LogWriterOverlapTests {
         #expect(writer.appendHere(&batch, receivedAt: 1) == nil)
         #expect(log.lastLSN == 3, "origin + frame + batch appended before any sync")
         writer.submitSync()
-        #expect(gate.waitForArrival())
+        #expect(gate.waitForArrival() != nil)
         #expect(writer.busy && syncs.load(ordering: .relaxed) == 0, "the sync is held")
         batch.buffer.withUnsafeBytes { raw in
             let f = batch.frames[1]

@@ -13,39 +13,6 @@ import ZeroMQ
 struct DaemonBackgroundCheckpointTests {
     typealias F = DaemonFixture
 
-    /// A gate the checkpoint thread stops at: `entered` counts arrivals, `open()` lets them all through.
-    final class Gate: @unchecked Sendable {
-        private let lock = NSCondition()
-        private var isOpen = false
-        private var arrivals: [UInt64] = []
-
-        func pass(_ lsn: UInt64) {
-            lock.lock()
-            arrivals.append(lsn)
-            lock.broadcast()
-            while !isOpen { lock.wait() }
-            lock.unlock()
-        }
-
-        func open() {
-            lock.lock()
-            isOpen = true
-            lock.broadcast()
-            lock.unlock()
-        }
-
-        /// Waits until a checkpoint reached the gate; returns its LSN (nil after `seconds`).
-        func waitForArrival(seconds: Double = 10) -> UInt64? {
-            lock.lock()
-            defer { lock.unlock() }
-            let deadline = Date().addingTimeInterval(seconds)
-            while arrivals.isEmpty {
-                if !lock.wait(until: deadline) { return nil }
-            }
-            return arrivals.first
-        }
-    }
-
     static func start(_ s: RunSettings, segmentSize: Int64? = nil, ready: (@Sendable () -> Void)? = nil,
                       hook: (@Sendable (UInt64) -> Void)?) throws -> Daemon {
         let core = try EngineCore(settings: s, logger: F.quietLogger())
@@ -82,7 +49,7 @@ struct DaemonBackgroundCheckpointTests {
         let context = try Context()
         var s = F.settings(stateDir: dir)
         s.checkpointInterval = .milliseconds(100)
-        let gate = Gate()
+        let gate = DaemonGate()
         let daemon = try Self.start(s, hook: { gate.pass($0) })
         defer {
             gate.open()
@@ -118,7 +85,7 @@ struct DaemonBackgroundCheckpointTests {
         var s = F.settings(stateDir: dir)
         s.checkpointInterval = .seconds(3600)
         s.checkpointBytes = 256 << 10
-        let gate = Gate()
+        let gate = DaemonGate()
         // 64 KiB segments: ~230 records of ~280 bytes each... here 50-event frames of ~14 KB.
         let daemon = try Self.start(s, segmentSize: 64 << 10, hook: { gate.pass($0) })
         defer {
@@ -155,7 +122,7 @@ struct DaemonBackgroundCheckpointTests {
         s.checkpointInterval = .milliseconds(100)
         // Each checkpoint finds a directory where its temp file goes: open(2) fails with EISDIR,
         // a real failure of the real store.
-        let obstacles = Gate()
+        let obstacles = DaemonGate()
         obstacles.open()
         let daemon = try Self.start(s, segmentSize: 64 << 10) { lsn in
             let name = "checkpoint-" + String(repeating: "0", count: 20 - String(lsn).count) + String(lsn) + ".bin.tmp"
@@ -221,7 +188,7 @@ struct DaemonBackgroundCheckpointTests {
         let context = try Context()
         var s = F.settings(stateDir: dir)
         s.checkpointInterval = .milliseconds(100)
-        let gate = Gate()
+        let gate = DaemonGate()
         let readies = Mutex(0)
         let daemon = try Self.start(s, ready: { readies.withLock { $0 += 1 } }, hook: { gate.pass($0) })
         defer {
@@ -251,7 +218,7 @@ struct DaemonBackgroundCheckpointTests {
         let context = try Context()
         var s = F.settings(stateDir: dir)
         s.checkpointInterval = .milliseconds(100)
-        let gate = Gate()
+        let gate = DaemonGate()
         let daemon = try Self.start(s, hook: { gate.pass($0) })
         try F.push(context, daemon.boundEndpoints.ingest[0], prefix: "z", range: 0..<400)
         _ = try F.waitFor(context, daemon.boundEndpoints.snapshotService, "dvc.online_payments", 400)

@@ -99,3 +99,40 @@ enum DaemonFixture {
             .filter { $0.hasPrefix("checkpoint-") && $0.hasSuffix(".bin") }.sorted()
     }
 }
+
+// MARK: - Gates for hooks
+
+/// A gate a daemon thread stops at from a test hook (the checkpoint thread before writing, the
+/// log thread before its `fdatasync`): `pass` records the arrival (a checkpoint's LSN, or 0) and
+/// blocks until `open()`, which lets every arrival, and every later one, through.
+final class DaemonGate: @unchecked Sendable {
+    private let lock = NSCondition()
+    private var isOpen = false
+    private var arrivals: [UInt64] = []
+
+    func pass(_ lsn: UInt64) {
+        lock.lock()
+        arrivals.append(lsn)
+        lock.broadcast()
+        while !isOpen { lock.wait() }
+        lock.unlock()
+    }
+
+    func open() {
+        lock.lock()
+        isOpen = true
+        lock.broadcast()
+        lock.unlock()
+    }
+
+    /// Waits until a thread reached the gate; returns the first arrival's value (nil after `seconds`).
+    func waitForArrival(seconds: Double = 10) -> UInt64? {
+        lock.lock()
+        defer { lock.unlock() }
+        let deadline = Date().addingTimeInterval(seconds)
+        while arrivals.isEmpty {
+            if !lock.wait(until: deadline) { return nil }
+        }
+        return arrivals.first
+    }
+}
