@@ -383,28 +383,28 @@ final class EventAggregator {
     /// Applies one event of a routed type.
     /// - Complexity: O(channels × (conditions + rings)), no allocation once the cell exists.
     @inline(__always)
-    func apply(_ e: Event, pos: Int, calendar: ZoneCalendar, interner: Interner) {
+    /// `e` is read in place (the decoder's slot): no copy of the ~190-byte event.
+    func apply(_ e: UnsafePointer<Event>, pos: Int, calendar: ZoneCalendar, interner: Interner) {
         var partition: Int64 = 0
         if let ps = partitionSlots {
-            guard ps[pos] >= 0, case .int(let y) = e.fields[ps[pos]] else { return }
+            guard ps[pos] >= 0, case .int(let y) = e.pointee.fields[ps[pos]] else { return }
             partition = y
         }
-        let fields = e.fields
         let n = channels.count
         var c0: Double? = nil, c1: Double? = nil, c2: Double? = nil
-        c0 = channels[0].contribution(pos: pos) { fields[$0] }
-        if n > 1 { c1 = channels[1].contribution(pos: pos) { fields[$0] } }
-        if n > 2 { c2 = channels[2].contribution(pos: pos) { fields[$0] } }
+        c0 = channels[0].contribution(pos: pos) { e.pointee.fields[$0] }
+        if n > 1 { c1 = channels[1].contribution(pos: pos) { e.pointee.fields[$0] } }
+        if n > 2 { c2 = channels[2].contribution(pos: pos) { e.pointee.fields[$0] } }
         if c0 == nil && c1 == nil && c2 == nil { return }
 
         var distinctID: Int32 = -1
         if let ds = distinctSlots {
-            guard c0 != nil, ds[pos] >= 0, let id = Self.internValue(fields[ds[pos]], interner) else { return }
+            guard c0 != nil, ds[pos] >= 0, let id = Self.internValue(e.pointee.fields[ds[pos]], interner) else { return }
             distinctID = id
         }
         let all = cellIndex(for: Self.key(group: nil, partition: partition), isAll: true)
-        update(all, isAll: true, e.time, c0, c1, c2, distinctID, calendar)
-        if let bs = bySlots, bs[pos] >= 0, let g = Self.internValue(fields[bs[pos]], interner) {
+        update(all, isAll: true, e.pointee.time, c0, c1, c2, distinctID, calendar)
+        if let bs = bySlots, bs[pos] >= 0, let g = Self.internValue(e.pointee.fields[bs[pos]], interner) {
             let gi: Int
             if partitionSlots == nil {
                 // Dense lookup by interned id: no hashing of the group key.
@@ -419,7 +419,7 @@ final class EventAggregator {
             } else {
                 gi = cellIndex(for: Self.key(group: g, partition: partition), isAll: false)
             }
-            update(gi, isAll: false, e.time, c0, c1, c2, distinctID, calendar)
+            update(gi, isAll: false, e.pointee.time, c0, c1, c2, distinctID, calendar)
         }
     }
 
