@@ -278,8 +278,14 @@ public final class Engine: @unchecked Sendable {
             }
         })
         if let frameError { stats.countRejected(frameError.code.rawValue, "unknown") }
-        return IngestReport(accepted: accepted, duplicates: duplicates, unrouted: unrouted, late: late,
-                            rejected: rejected, payloadError: frameError)
+        var report = IngestReport()
+        report.accepted = accepted
+        report.duplicates = duplicates
+        report.unrouted = unrouted
+        report.late = late
+        if !rejected.isEmpty { report.rejected = rejected }
+        report.payloadError = frameError
+        return report
     }
 
     /// Convenience over ``ingest(_:origin:)`` for a byte array.

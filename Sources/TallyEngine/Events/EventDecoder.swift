@@ -258,6 +258,7 @@ struct Scanner {
     /// Cache lines of the engine's dedup index to prefetch per event (none by default).
     var prefetch = DedupPrefetch()
 
+    @inline(__always)  // built in place in the caller's frame (it was returned, then memcpy'd)
     init(base: UnsafePointer<UInt8>, count: Int, storage s: EventDecoder.Storage) {
         self.base = base
         p = base
