@@ -67,6 +67,15 @@ public struct EventDecoder: @unchecked Sendable {
         decode(payload, prefetch: DedupPrefetch(), event: { i, e in body(i, .event(e.pointee)) }, other: body)
     }
 
+    /// ``decode(_:_:)`` handing each valid catalog event by address to `event` (valid until
+    /// `decode` returns; read it in place: an `Event` is ~190 bytes) and every other outcome to
+    /// `other`, in element order: what the engine uses. The closure form above wraps it and
+    /// copies each event into a ``DecodeOutcome`` (measured ~5% slower per event).
+    public mutating func decode(_ payload: UnsafeRawBufferPointer, event: (Int, UnsafePointer<Event>) -> Void,
+                                other: (Int, DecodeOutcome) -> Void) -> RejectReason? {
+        decode(payload, prefetch: DedupPrefetch(), event: event, other: other)
+    }
+
     /// ``decode(_:_:)`` for the engine: each valid catalog event is handed to `event` by address
     /// (valid until `decode` returns; the decoder's own storage), every other outcome to `other`,
     /// in element order. It also prefetches, for each event, the dedup index's cache lines
