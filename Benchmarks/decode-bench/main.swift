@@ -207,16 +207,18 @@ frameBytes.withUnsafeBytes { all in
         let c0 = nowNanos(CLOCK_THREAD_CPUTIME_ID)
         for r in frameRanges {
             let frame = UnsafeRawBufferPointer(rebasing: all[r])
-            let frameError = decoder.decode(frame) { _, outcome in
+            // The by-address form the engine uses (events read in place, not copied).
+            let frameError = decoder.decode(frame, event: { _, e in
+                c.events += 1
+                c.checksum &+= e.pointee.time &+ Int64(e.pointee.fields.count) &+ Int64(e.pointee.id.count)
+            }, other: { _, outcome in
                 switch outcome {
-                case .event(let e):
-                    c.events += 1
-                    c.checksum &+= e.time &+ Int64(e.fields.count) &+ Int64(e.id.count)
+                case .event: c.events += 1
                 case .unrouted: c.unrouted += 1
                 case .balance: c.balances += 1
                 case .rejected: c.rejected += 1
                 }
-            }
+            })
             if frameError != nil { c.frameRejects += 1 }
         }
         let dt = nowNanos() - t0

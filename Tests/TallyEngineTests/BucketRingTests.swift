@@ -84,4 +84,34 @@ struct BucketRingTests {
         #expect(restored == ring)
         #expect(restored.value(4) == 10 && restored.value(2) == 3 && restored.value(-1) == 0)
     }
+
+    @Test("a flat ring in an aggregate's block keeps exactly the state of a bucket ring, also after a copy in",
+          arguments: [BucketRing.Combine.sum, .min, .max], [1, 3, 64])
+    func flatRingMatchesBucketRing(combine: BucketRing.Combine, capacity: Int) {
+        var rng = SplitMix(state: UInt64(capacity) &* 131 &+ UInt64(combine.rawValue))
+        let block = UnsafeMutableRawPointer.allocate(byteCount: 8 * FlatRing.words(capacity: capacity), alignment: 8)
+        defer { block.deallocate() }
+        let flat = FlatRing(base: block, capacity: capacity, combine: combine)
+        flat.initialize()
+        var ring = BucketRing(capacity: capacity, combine: combine)
+        #expect(flat.ring == ring)
+        var b: Int64 = -2 * Int64(capacity) - 3
+        for step in 0..<3000 {
+            switch rng.below(10) {
+            case 0: b += Int64(capacity) + rng.below(3 * Int64(capacity) + 1)
+            case 1, 2: b -= rng.below(Int64(capacity) + 2)
+            case 3, 4, 5: b += rng.below(3)
+            default: break
+            }
+            let v = Double(rng.below(1000)) - 500
+            #expect(flat.add(b, v) == ring.add(b, v), "step \(step)")
+            #expect(flat.ring == ring, "step \(step)")
+            #expect(flat.oldest == ring.oldest)
+            let lo = b - rng.below(Int64(capacity) + 3), hi = b + rng.below(3)
+            #expect(flat.covers(after: lo) == ring.covers(after: lo))
+            #expect(flat.range(after: lo, through: hi) == ring.range(after: lo, through: hi))
+            #expect(flat.value(lo) == ring.value(lo))
+            if step % 500 == 499 { flat.initialize(from: ring) }  // as a restore does: the head slot is rederived
+        }
+    }
 }

@@ -79,6 +79,28 @@ struct DecoderRFC3339Tests {
         }
     }
 
+    @Test("the minute cache gives the parser's instant or rejection for every time after a cached minute")
+    func minuteCache() {
+        var decoder = EventDecoder()
+        let times = ["2024-04-30T10:15:00Z", "2024-04-30T10:15:59.999+07:00", "2024-04-30T10:15:60Z", "2024-04-30T10:15:61Z",
+                     "2024-04-30T10:15:0xZ", "2024-04-30T10:15-00Z", "2024-04-30t10:15:00Z", "2024-04-30T10:16:00Z",
+                     "2024-04-30T10:15:30.5-00:30", "2024-04-30T10:15:30", "2024-05-30T10:15:30Z", "2024-04-30T10:15:30Z",
+                     "2024-04-31T10:15:30Z", "2024-04-30T10:15:30.123456789Z", "2024-04-30T24:15:30Z", "2024-04-30T10:15:30.000Z"]
+        for _ in 0..<2 {
+            for time in times {
+                var e = DecoderEventText()
+                e["time"] = "\"\(time)\""
+                let d = decodeFrame(Array(e.json.utf8), decoder: &decoder)
+                if let t = parseRFC3339(time) {
+                    guard case .event(_, let got, _, _, _, _) = d.only else { Issue.record("\(time): \(d)"); continue }
+                    #expect(got == t, "\(time)")
+                } else {
+                    #expect(d.only?.reason?.code == .badTime, "\(time)")
+                }
+            }
+        }
+    }
+
     @Test("format writes RFC 3339 in the requested offset", arguments: [
         (1_714_496_399_123_000, 25_200, "2024-04-30T23:59:59.123+07:00"), (0, 0, "1970-01-01T00:00:00Z"),
         (1_714_496_399_123_456, 0, "2024-04-30T16:59:59.123456Z"), (-1_000_000, 0, "1969-12-31T23:59:59Z"),

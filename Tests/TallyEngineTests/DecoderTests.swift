@@ -379,6 +379,32 @@ struct DecoderFrameTests {
         #expect(d.outcomes[4].reason?.code == .notAnObject)
     }
 
+    @Test("a long batch hands every event its own fields, in element order, while the decoder's event storage grows")
+    func longMixedBatch() {
+        var parts: [String] = []
+        for i in 0..<40 {
+            if i % 7 == 3 {
+                parts.append("7")
+            } else {
+                var e = DecoderEventText()
+                e["id"] = "\"ev-\(i)\""
+                parts.append(e.json)
+            }
+        }
+        let d = decodeFrame("[" + parts.joined(separator: ",") + "]")
+        #expect(d.frame == nil)
+        #expect(d.indices == Array(0..<40))
+        for (i, o) in d.outcomes.enumerated() {
+            if i % 7 == 3 {
+                #expect(o.reason?.code == .notAnObject, "element \(i)")
+            } else if case .event(_, _, _, let id, _, _) = o {
+                #expect(id == "ev-\(i)")
+            } else {
+                Issue.record("element \(i): \(o)")
+            }
+        }
+    }
+
     @Test("a syntax error in a later batch element rejects the whole frame and reports no element")
     func batchSyntaxError() {
         let good = DecoderEventText().json

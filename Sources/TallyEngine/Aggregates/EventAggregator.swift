@@ -27,6 +27,55 @@ struct Cell: Sendable, Equatable {
     var maxTime: Micros = .min
 }
 
+/// A view of one cell's block in an ``EventAggregator`` (see ``EventAggregator/CellLayout``):
+/// the state of ``Cell`` without its arrays.
+struct FlatCell {
+    let base: UnsafeMutableRawPointer
+    let layout: EventAggregator.CellLayout
+    unowned(unsafe) let aggregator: EventAggregator
+    let specCount: Int
+
+    var minTime: Micros {
+        @inline(__always) get { base.load(as: Int64.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, as: Int64.self) }
+    }
+    var maxTime: Micros {
+        @inline(__always) get { base.load(fromByteOffset: 8, as: Int64.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, toByteOffset: 8, as: Int64.self) }
+    }
+    var totalCount: Int { aggregator.channels.count }
+    func total(_ ch: Int) -> Double { base.load(fromByteOffset: 16 + 8 * ch, as: Double.self) }
+    var ringCount: Int { layout.rings }
+    /// Ring `r` (channel `r / specCount`, spec `r % specCount`).
+    func ring(_ r: Int) -> FlatRing {
+        FlatRing(base: base + 8 * layout.ringOffset[r], capacity: aggregator.allSpecs[r % specCount].capacity,
+                 combine: aggregator.channels[r / specCount].kind)
+    }
+
+    /// Writes an empty cell.
+    func initialize() {
+        minTime = .max
+        maxTime = .min
+        for ch in 0..<totalCount {
+            base.storeBytes(of: BucketRing.identity(aggregator.channels[ch].kind), toByteOffset: 16 + 8 * ch, as: Double.self)
+        }
+        for r in 0..<ringCount { ring(r).initialize() }
+    }
+
+    /// Writes `c`'s state (its shape checked by the caller).
+    func initialize(from c: Cell) {
+        minTime = c.minTime
+        maxTime = c.maxTime
+        for (ch, t) in c.totals.enumerated() { base.storeBytes(of: t, toByteOffset: 16 + 8 * ch, as: Double.self) }
+        for (r, ring) in c.rings.enumerated() { self.ring(r).initialize(from: ring) }
+    }
+
+    /// The value form. - Complexity: O(slots), allocates.
+    var cell: Cell {
+        Cell(totals: (0..<totalCount).map(total), rings: (0..<ringCount).map { ring($0).ring }, minTime: minTime, maxTime: maxTime)
+    }
+}
+
 /// First and last event time of one distinct value.
 struct FirstLast: Sendable, Equatable {
     var first: Micros
@@ -57,7 +106,12 @@ final class EventAggregator {
     let distinctSlots: [Int]?
 
     // Exclusivity checks off on the per-event state: one owner thread (the engine's).
-    @exclusivity(unchecked) var cells: [Cell] = []
+    /// Per cell, one block of 8-byte words owned here (see ``CellLayout``); `cellCount` of
+    /// `cellCapacity` used.
+    private(set) var cellBlocks: UnsafeMutablePointer<UnsafeMutableRawPointer>
+    private var cellCapacity = 0
+    /// Number of cells (the all-events cells and the group cells).
+    @exclusivity(unchecked) private(set) var cellCount = 0
     @exclusivity(unchecked) var cellKeys: [Int64] = []
     @exclusivity(unchecked) var cellIndex: [Int64: Int32] = [:]
     @exclusivity(unchecked) var distinctCells: [DistinctCell] = []
@@ -72,6 +126,8 @@ final class EventAggregator {
         /// Fine rings: the resolution; 0 for a calendar ring.
         let res: Int64
         let unit: CalendarUnit
+        /// The spec's ring capacity (slots of a ``FlatRing``).
+        let capacity: Int
         /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar: `lo` is the local day of `b`.
         var lo: Int64 = .max
         var hi: Int64 = .min
@@ -80,6 +136,31 @@ final class EventAggregator {
     /// `allSpecs.count` memos (at least one), owned here.
     let memo: UnsafeMutablePointer<BucketMemo>
     let memoCount: Int
+
+    /// Where a cell's state lives in its block of 8-byte words: `minTime`, `maxTime`, one total
+    /// per channel, then its rings channel-major (ring `ch * specs + k` has spec `k`), each
+    /// ``FlatRing/words(capacity:)`` long. All-events cells have `allSpecs`, group cells
+    /// `groupSpecs` (a prefix).
+    ///
+    /// Why flat: `[Cell]` of `[Double]` totals and `[BucketRing]` of `[Double]` slots cost a
+    /// uniqueness check and a bounds check per level on every update; a block is plain loads and
+    /// stores. Memory: the same 8 bytes per slot, plus 16 per ring.
+    struct CellLayout {
+        /// Words per cell.
+        let words: Int
+        /// Ring count (channels × specs).
+        let rings: Int
+        /// `rings` word offsets into the block, owned by the aggregator.
+        let ringOffset: UnsafeMutablePointer<Int>
+    }
+    let allLayout: CellLayout
+    let groupLayout: CellLayout
+    /// `channels.count`, `allSpecs.count`, `groupSpecs.count` and each channel's kind, read per
+    /// update without touching the arrays.
+    let channelCount: Int
+    let allSpecCount: Int
+    let groupSpecCount: Int
+    let channelKinds: UnsafeMutablePointer<BucketRing.Combine>
 
     init(def: AggregateDefinition, catalogCount: Int, needsShift: Bool, retention: Micros, zone: String) {
         self.def = def
@@ -124,11 +205,32 @@ final class EventAggregator {
         memoCount = max(all.count, 1)
         memo = .allocate(capacity: memoCount)
         for k in 0..<memoCount {
+            let cap = k < all.count ? max(all[k].capacity, 1) : 1
             switch k < all.count ? all[k].kind : .fine(1) {
-            case .fine(let r): (memo + k).initialize(to: BucketMemo(res: r, unit: .day))
-            case .period(let u): (memo + k).initialize(to: BucketMemo(res: 0, unit: u))
+            case .fine(let r): (memo + k).initialize(to: BucketMemo(res: r, unit: .day, capacity: cap))
+            case .period(let u): (memo + k).initialize(to: BucketMemo(res: 0, unit: u, capacity: cap))
             }
         }
+        let nch = channels.count
+        func makeLayout(_ specs: [RingSpec]) -> CellLayout {
+            let n = nch * specs.count
+            let off = UnsafeMutablePointer<Int>.allocate(capacity: max(n, 1))
+            var w = 2 + nch
+            for r in 0..<n {
+                off[r] = w
+                w += FlatRing.words(capacity: specs[r % specs.count].capacity)
+            }
+            return CellLayout(words: w, rings: n, ringOffset: off)
+        }
+        allLayout = makeLayout(all)
+        groupLayout = makeLayout(window)
+        channelCount = nch
+        allSpecCount = all.count
+        groupSpecCount = window.count
+        channelKinds = .allocate(capacity: max(nch, 1))
+        for (ch, c) in channels.enumerated() { (channelKinds + ch).initialize(to: c.kind) }
+        cellBlocks = .allocate(capacity: 1)
+        cellCapacity = 1
         let zoneTag: String = {
             switch def.window {
             case .toDate, .last: "@\(zone)"
@@ -141,6 +243,11 @@ final class EventAggregator {
     deinit {
         memo.deinitialize(count: memoCount)
         memo.deallocate()
+        freeCells()
+        cellBlocks.deallocate()
+        allLayout.ringOffset.deallocate()
+        groupLayout.ringOffset.deallocate()
+        channelKinds.deallocate()
     }
 
     /// The bucket of `t` in ring spec `k` (`ceil(t / res)` or the calendar period index).
@@ -172,14 +279,45 @@ final class EventAggregator {
         (Int64((group ?? -1) &+ 1) << 32) | Int64(UInt32(truncatingIfNeeded: partition))
     }
 
-    func newCell(isAll: Bool) -> Cell {
-        let specs = isAll ? allSpecs : groupSpecs
-        var rings: [BucketRing] = []
-        for ch in channels {
-            for s in specs { rings.append(BucketRing(capacity: s.capacity, combine: ch.kind)) }
-        }
-        return Cell(totals: channels.map { BucketRing.identity($0.kind) }, rings: rings)
+    @inline(__always)
+    func layout(isAll: Bool) -> CellLayout { isAll ? allLayout : groupLayout }
+
+    /// The specs of cell `i`'s rings.
+    func specs(ofCell i: Int) -> [RingSpec] { isAllCell(i) ? allSpecs : groupSpecs }
+
+    /// A read/write view of cell `i` (valid until the cells are replaced or the aggregator dies).
+    @inline(__always)
+    func flatCell(_ i: Int) -> FlatCell {
+        let isAll = isAllCell(i)
+        return FlatCell(base: cellBlocks[i], layout: isAll ? allLayout : groupLayout, aggregator: self,
+                        specCount: isAll ? allSpecs.count : groupSpecs.count)
     }
+
+    /// Appends an empty cell's block.
+    private func appendCell(isAll: Bool, key: Int64) {
+        let l = layout(isAll: isAll)
+        let block = UnsafeMutableRawPointer.allocate(byteCount: 8 * l.words, alignment: 8)
+        if cellCount == cellCapacity {
+            let bigger = UnsafeMutablePointer<UnsafeMutableRawPointer>.allocate(capacity: 2 * cellCapacity)
+            bigger.moveInitialize(from: cellBlocks, count: cellCount)
+            cellBlocks.deallocate()
+            cellBlocks = bigger
+            cellCapacity *= 2
+        }
+        (cellBlocks + cellCount).initialize(to: block)
+        cellCount += 1
+        cellKeys.append(key)
+        flatCell(cellCount - 1).initialize()
+    }
+
+    private func freeCells() {
+        for i in 0..<cellCount { cellBlocks[i].deallocate() }
+        cellCount = 0
+    }
+
+    /// The cells in value form (checkpoint restore's shape, reload donors, tests).
+    /// - Complexity: O(cells × ring slots), allocates.
+    var cells: [Cell] { (0..<cellCount).map { flatCell($0).cell } }
 
     /// One-entry cache of the last key looked up (most aggregates have one cell, and
     /// `$year` partitions are mostly the current year): skips the dictionary's hashing.
@@ -195,9 +333,8 @@ final class EventAggregator {
             if isAll { lastKey = key; lastIndex = Int(i) }
             return Int(i)
         }
-        let i = cells.count
-        cells.append(newCell(isAll: isAll))
-        cellKeys.append(key)
+        let i = cellCount
+        appendCell(isAll: isAll, key: key)
         if def.distinct != nil { distinctCells.append(DistinctCell()) }
         cellIndex[key] = Int32(i)
         if isAll { lastKey = key; lastIndex = i }
@@ -205,13 +342,38 @@ final class EventAggregator {
     }
 
     /// Replaces the cells (restore, reconfigure) and resets the lookup cache.
-    func adopt(cells: [Cell], keys: [Int64], distinct: [DistinctCell]) {
-        self.cells = cells
-        cellKeys = keys
+    /// - Returns: false (and no cells) when a cell's shape (totals, ring count, capacities,
+    ///   kinds) does not match this aggregate's definition: a corrupt checkpoint.
+    @discardableResult
+    func adopt(cells: [Cell], keys: [Int64], distinct: [DistinctCell]) -> Bool {
+        freeCells()
+        cellKeys = []
+        for (c, key) in zip(cells, keys) {
+            let isAll = key >> 32 == 0
+            let specs = isAll ? allSpecs : groupSpecs
+            let l = layout(isAll: isAll)
+            guard c.totals.count == channels.count, c.rings.count == l.rings,
+                  c.rings.indices.allSatisfy({ r in
+                      c.rings[r].slots.count == max(specs[r % specs.count].capacity, 1)
+                          && c.rings[r].combine == channels[r / specs.count].kind
+                  })
+            else {
+                freeCells()
+                cellKeys = []
+                distinctCells = []
+                cellIndex = [:]
+                lastKey = .min
+                groupCell = []
+                return false
+            }
+            appendCell(isAll: isAll, key: key)
+            flatCell(cellCount - 1).initialize(from: c)
+        }
         distinctCells = distinct
         cellIndex = Dictionary(uniqueKeysWithValues: keys.enumerated().map { ($1, Int32($0)) })
         lastKey = .min
         groupCell = []
+        return cells.count == keys.count
     }
 
     func isAllCell(_ i: Int) -> Bool { cellKeys[i] >> 32 == 0 }
@@ -221,28 +383,28 @@ final class EventAggregator {
     /// Applies one event of a routed type.
     /// - Complexity: O(channels × (conditions + rings)), no allocation once the cell exists.
     @inline(__always)
-    func apply(_ e: Event, pos: Int, calendar: ZoneCalendar, interner: Interner) {
+    /// `e` is read in place (the decoder's slot): no copy of the ~190-byte event.
+    func apply(_ e: UnsafePointer<Event>, pos: Int, calendar: ZoneCalendar, interner: Interner) {
         var partition: Int64 = 0
         if let ps = partitionSlots {
-            guard ps[pos] >= 0, case .int(let y) = e.fields[ps[pos]] else { return }
+            guard ps[pos] >= 0, case .int(let y) = e.pointee.fields[ps[pos]] else { return }
             partition = y
         }
-        let fields = e.fields
         let n = channels.count
         var c0: Double? = nil, c1: Double? = nil, c2: Double? = nil
-        c0 = channels[0].contribution(pos: pos) { fields[$0] }
-        if n > 1 { c1 = channels[1].contribution(pos: pos) { fields[$0] } }
-        if n > 2 { c2 = channels[2].contribution(pos: pos) { fields[$0] } }
+        c0 = channels[0].contribution(pos: pos) { e.pointee.fields[$0] }
+        if n > 1 { c1 = channels[1].contribution(pos: pos) { e.pointee.fields[$0] } }
+        if n > 2 { c2 = channels[2].contribution(pos: pos) { e.pointee.fields[$0] } }
         if c0 == nil && c1 == nil && c2 == nil { return }
 
         var distinctID: Int32 = -1
         if let ds = distinctSlots {
-            guard c0 != nil, ds[pos] >= 0, let id = Self.internValue(fields[ds[pos]], interner) else { return }
+            guard c0 != nil, ds[pos] >= 0, let id = Self.internValue(e.pointee.fields[ds[pos]], interner) else { return }
             distinctID = id
         }
         let all = cellIndex(for: Self.key(group: nil, partition: partition), isAll: true)
-        update(all, e.time, c0, c1, c2, distinctID, calendar)
-        if let bs = bySlots, bs[pos] >= 0, let g = Self.internValue(fields[bs[pos]], interner) {
+        update(all, isAll: true, e.pointee.time, c0, c1, c2, distinctID, calendar)
+        if let bs = bySlots, bs[pos] >= 0, let g = Self.internValue(e.pointee.fields[bs[pos]], interner) {
             let gi: Int
             if partitionSlots == nil {
                 // Dense lookup by interned id: no hashing of the group key.
@@ -257,7 +419,7 @@ final class EventAggregator {
             } else {
                 gi = cellIndex(for: Self.key(group: g, partition: partition), isAll: false)
             }
-            update(gi, e.time, c0, c1, c2, distinctID, calendar)
+            update(gi, isAll: false, e.pointee.time, c0, c1, c2, distinctID, calendar)
         }
     }
 
@@ -272,7 +434,7 @@ final class EventAggregator {
     }
 
     @inline(__always)
-    private func update(_ i: Int, _ t: Micros, _ c0: Double?, _ c1: Double?, _ c2: Double?, _ distinctID: Int32, _ calendar: ZoneCalendar) {
+    private func update(_ i: Int, isAll: Bool, _ t: Micros, _ c0: Double?, _ c1: Double?, _ c2: Double?, _ distinctID: Int32, _ calendar: ZoneCalendar) {
         if distinctID >= 0 {
             distinctCells.withUnsafeMutableBufferPointer { d in
                 if let fl = d[i].values[distinctID] {
@@ -282,47 +444,38 @@ final class EventAggregator {
                 }
                 if t > d[i].maxFirst { d[i].maxFirst = t }
             }
-            cells.withUnsafeMutableBufferPointer { c in
-                if t < c[i].minTime { c[i].minTime = t }
-                if t > c[i].maxTime { c[i].maxTime = t }
-            }
+            let c = flatCell(i)
+            if t < c.minTime { c.minTime = t }
+            if t > c.maxTime { c.maxTime = t }
             return
         }
-        let isAll = isAllCell(i)
-        let nch = channels.count
+        let nch = channelCount
         // Bucket indices once per event (at most a few rings), reading the specs in place
         // (no array copy: no retain/release per update).
         var b0: Int64 = 0, b1: Int64 = 0, b2: Int64 = 0
-        let ns = isAll ? allSpecs.count : groupSpecs.count
+        let ns = isAll ? allSpecCount : groupSpecCount
         for k in 0..<min(ns, 3) {
             let b = bucket(k, t, calendar)
             if k == 0 { b0 = b } else if k == 1 { b1 = b } else { b2 = b }
         }
-        // One uniqueness check per array (cells, the cell's totals, its rings, each ring's
-        // slots) instead of one per element access.
-        channels.withUnsafeBufferPointer { chans in
-            cells.withUnsafeMutableBufferPointer { c in
-                if t < c[i].minTime { c[i].minTime = t }
-                if t > c[i].maxTime { c[i].maxTime = t }
-                c[i].totals.withUnsafeMutableBufferPointer { tot in
-                    for ch in 0..<nch {
-                        guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
-                        switch chans[ch].kind {
-                        case .sum: tot[ch] += v
-                        case .min: tot[ch] = min(tot[ch], v)
-                        case .max: tot[ch] = max(tot[ch], v)
-                        }
-                    }
-                }
-                guard ns > 0 else { return }
-                c[i].rings.withUnsafeMutableBufferPointer { rings in
-                    for ch in 0..<nch {
-                        guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
-                        for k in 0..<ns {
-                            rings[ch * ns + k].add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
-                        }
-                    }
-                }
+        // Plain loads and stores into the cell's block: no uniqueness or bounds checks.
+        let base = cellBlocks[i]
+        let l = isAll ? allLayout : groupLayout
+        if t < base.load(as: Int64.self) { base.storeBytes(of: t, as: Int64.self) }
+        if t > base.load(fromByteOffset: 8, as: Int64.self) { base.storeBytes(of: t, toByteOffset: 8, as: Int64.self) }
+        for ch in 0..<nch {
+            guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
+            let kind = channelKinds[ch]
+            let at = 16 + 8 * ch
+            let old = base.load(fromByteOffset: at, as: Double.self)
+            switch kind {
+            case .sum: base.storeBytes(of: old + v, toByteOffset: at, as: Double.self)
+            case .min: base.storeBytes(of: min(old, v), toByteOffset: at, as: Double.self)
+            case .max: base.storeBytes(of: max(old, v), toByteOffset: at, as: Double.self)
+            }
+            for k in 0..<ns {
+                FlatRing(base: base + 8 * l.ringOffset[ch * ns + k], capacity: memo[k].capacity, combine: kind)
+                    .add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
             }
         }
     }
@@ -335,11 +488,11 @@ final class EventAggregator {
     /// The value of channel `ch` of cell `i` over the window as of `t`; nil when the rings
     /// cannot answer (older than they reach) or a min/max of nothing.
     func channelValue(_ i: Int, _ ch: Int, at t: Micros, calendar: ZoneCalendar) -> Double? {
-        let cell = cells[i]
+        let cell = flatCell(i)
         let specs = isAllCell(i) ? allSpecs : groupSpecs
         let kind = channels[ch].kind
         func finite(_ v: Double) -> Double? { v.isFinite ? v : (kind == .sum ? 0 : nil) }
-        func ring(_ k: Int) -> BucketRing { cell.rings[ch * specs.count + k] }
+        func ring(_ k: Int) -> FlatRing { cell.ring(ch * specs.count + k) }
         /// Σ of events with time in (a, b], through the finest fine ring covering a.
         func fineRange(after a: Micros, through b: Micros) -> Double? {
             var best: (Int, Micros)?
@@ -352,11 +505,11 @@ final class EventAggregator {
         }
         switch def.window {
         case .cumulative:
-            if t >= cell.maxTime { return finite(cell.totals[ch]) }
+            if t >= cell.maxTime { return finite(cell.total(ch)) }
             guard kind == .sum else { return nil }
             if t < cell.minTime { return 0 }
             guard let after = fineRange(after: t, through: cell.maxTime) else { return nil }
-            return cell.totals[ch] - after
+            return cell.total(ch) - after
         case .trailing(let d):
             guard let v = fineRange(after: t - d, through: t) else { return nil }
             return finite(v)

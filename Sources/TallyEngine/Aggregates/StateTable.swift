@@ -211,16 +211,18 @@ final class StateTable {
 
     /// Applies one event: a new version of its key's row.
     /// - Complexity: O(versions of the key + aggregates over the table).
-    func apply(_ e: Event, pos: Int, seq: UInt64, horizon: Micros, interner: Interner) {
+    /// `e` is read in place (the decoder's slot): no copy of the ~190-byte event.
+    func apply(_ e: UnsafePointer<Event>, pos: Int, seq: UInt64, horizon: Micros, interner: Interner) {
         let key: Int32
         if let k = def.key {
-            guard let id = EventAggregator.internValue(e.fields[k.slots[pos]], interner) else { return }
+            guard let id = EventAggregator.internValue(e.pointee.fields[k.slots[pos]], interner) else { return }
             key = id
         } else {
             key = -1
         }
-        var v = RowVersion(time: e.time, seq: seq, pos: pos, count: e.fields.count)
-        for i in 0..<e.fields.count { v.set(i, e.fields[i], interner) }
+        let n = e.pointee.fields.count
+        var v = RowVersion(time: e.pointee.time, seq: seq, pos: pos, count: n)
+        for i in 0..<n { v.set(i, e.pointee.fields[i], interner) }
         insert(key: key, v, horizon: horizon, interner: interner)
     }
 

@@ -259,21 +259,21 @@ extension Engine {
         w.count(aggs.count)
         for a in aggs {
             w.string(a.canonical)
-            w.count(a.cells.count)
-            for (ci, cell) in a.cells.enumerated() {
+            w.count(a.cellCount)
+            for ci in 0..<a.cellCount {
+                let cell = a.flatCell(ci)
                 w.i64(a.cellKeys[ci]); w.i64(cell.minTime); w.i64(cell.maxTime)
-                w.count(cell.totals.count)
-                for t in cell.totals { w.f64(t) }
-                w.count(cell.rings.count)
-                for r in cell.rings {
-                    w.u8(r.combine.rawValue); w.i64(r.head); w.count(r.slots.count)
+                w.count(cell.totalCount)
+                for t in 0..<cell.totalCount { w.f64(cell.total(t)) }
+                w.count(cell.ringCount)
+                for ri in 0..<cell.ringCount {
+                    let r = cell.ring(ri)
+                    w.u8(r.combine.rawValue); w.i64(r.head); w.count(r.capacity)
                     let id = BucketRing.identity(r.combine)
-                    r.slots.withUnsafeBufferPointer { slots in
-                        var nonIdentity = 0
-                        for v in slots where v != id { nonIdentity += 1 }
-                        w.count(nonIdentity)
-                        for i in slots.indices where slots[i] != id { w.count(i); w.f64(slots[i]) }
-                    }
+                    var nonIdentity = 0
+                    for i in 0..<r.capacity where r.slot(at: i) != id { nonIdentity += 1 }
+                    w.count(nonIdentity)
+                    for i in 0..<r.capacity where r.slot(at: i) != id { w.count(i); w.f64(r.slot(at: i)) }
                 }
                 if a.def.distinct != nil {
                     let d = a.distinctCells[ci]
@@ -414,8 +414,8 @@ extension Engine {
                 cells.append(cell)
                 keys.append(key)
             }
-            if let t = target {
-                t.adopt(cells: cells, keys: keys, distinct: distinct)
+            if let t = target, !t.adopt(cells: cells, keys: keys, distinct: distinct) {
+                throw CheckpointError(kind: .corrupt, message: "aggregate state does not match its definition")
             }
         }
         // Tables.

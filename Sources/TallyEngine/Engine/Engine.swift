@@ -136,16 +136,22 @@ public final class Engine: @unchecked Sendable {
     /// - Complexity: O(aggregates fed by its type); no allocation on the common path.
     @discardableResult
     public func apply(event e: Event) -> ApplyOutcome {
-        let t = e.time
+        withUnsafePointer(to: e) { apply(eventAt: $0) }
+    }
+
+    /// ``apply(event:)`` reading the event where it lies (the decoder's slot): passing a
+    /// ~190-byte `Event` by value cost a copy per call, since the callee may write memory.
+    func apply(eventAt e: UnsafePointer<Event>) -> ApplyOutcome {
+        let t = e.pointee.time
         if let c = clock, t < c - options.retention {
             stats.late += 1
             return .late
         }
         if let w = wallClockHint, t > w + options.maxFutureSkew {
-            stats.countRejected(RejectReason.Code.badTime.rawValue, e.source.string)
+            stats.countRejected(RejectReason.Code.badTime.rawValue, e.pointee.source.string)
             return .future
         }
-        if dedup.checkAndInsert(e.dedupKey, time: t, clock: clock) {
+        if dedup.checkAndInsert(e.pointee.dedupKey, time: t, clock: clock) {
             stats.duplicates += 1
             return .duplicate
         }
@@ -157,7 +163,7 @@ public final class Engine: @unchecked Sendable {
         if earliest == nil || t < earliest! { earliest = t }
         let cal = calendar
         let int = interner
-        let ty = e.typeIndex
+        let ty = e.pointee.typeIndex
         let routes = hot
         for k in routes.aggregatorRange(ty) {
             routes.aggregators[k]._withUnsafeGuaranteedRef { a in
@@ -219,30 +225,33 @@ public final class Engine: @unchecked Sendable {
     ///
     /// The per-event closure counts into locals and the report is built once at the end: no
     /// `IngestReport` is copied per event, and `rejected` allocates only when something is
-    /// rejected.
+    /// rejected. Events are read where the decoder wrote them (no `Event` copy per hand-off).
     /// - Complexity: O(bytes + events × aggregates per type).
     public func ingest(_ payload: UnsafeRawBufferPointer, origin: Origin = .any) -> IngestReport {
         var accepted = 0, duplicates = 0, unrouted = 0, late = 0
         var rejected: [(index: Int, reason: RejectReason)] = []
-        let frameError = decoder.decode(payload, prefetch: dedup.prefetchHint) { index, outcome in
+        let frameError = decoder.decode(payload, prefetch: dedup.prefetchHint, event: { index, e in
+            // `e` points into the decoder's storage: read in place, never copied.
+            guard origin.allows(e.pointee.source) else {
+                rejected.append((index, notAllowed(e.pointee.source)))
+                stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, e.pointee.source.string)
+                return
+            }
+            switch apply(eventAt: e) {
+            case .accepted: accepted += 1
+            case .duplicate: duplicates += 1
+            case .future:
+                rejected.append((index, RejectReason(code: .badTime, message: "time \(calendar.format(e.pointee.time)) is more than \(options.maxFutureSkew / 3_600_000_000) h after the wall clock \(calendar.format(wallClockHint ?? 0)); check the producer's clock")))
+            case .late:
+                late += 1
+                let r = RejectReason(code: .late, message: "time \(calendar.format(e.pointee.time)) is older than the retention horizon (\(options.retention / EngineOptions.day) days before \(calendar.format(clock ?? e.pointee.time)))")
+                rejected.append((index, r))
+                stats.countRejected(RejectReason.Code.late.rawValue, e.pointee.source.string)
+            }
+        }, other: { index, outcome in
             switch outcome {
-            case .event(let e):
-                guard origin.allows(e.source) else {
-                    rejected.append((index, notAllowed(e.source)))
-                    stats.countRejected(RejectReason.Code.sourceNotAllowed.rawValue, e.source.string)
-                    return
-                }
-                switch apply(event: e) {
-                case .accepted: accepted += 1
-                case .duplicate: duplicates += 1
-                case .future:
-                    rejected.append((index, RejectReason(code: .badTime, message: "time \(calendar.format(e.time)) is more than \(options.maxFutureSkew / 3_600_000_000) h after the wall clock \(calendar.format(wallClockHint ?? 0)); check the producer's clock")))
-                case .late:
-                    late += 1
-                    let r = RejectReason(code: .late, message: "time \(calendar.format(e.time)) is older than the retention horizon (\(options.retention / EngineOptions.day) days before \(calendar.format(clock ?? e.time)))")
-                    rejected.append((index, r))
-                    stats.countRejected(RejectReason.Code.late.rawValue, e.source.string)
-                }
+            case .event:
+                preconditionFailure("the decoder hands valid events to `event:`, by address")
             case .unrouted(let type, let source):
                 guard origin.allows(source) else {
                     rejected.append((index, notAllowed(source)))
@@ -267,10 +276,16 @@ public final class Engine: @unchecked Sendable {
                 rejected.append((index, r))
                 stats.countRejected(r.code.rawValue, "unknown")
             }
-        }
+        })
         if let frameError { stats.countRejected(frameError.code.rawValue, "unknown") }
-        return IngestReport(accepted: accepted, duplicates: duplicates, unrouted: unrouted, late: late,
-                            rejected: rejected, payloadError: frameError)
+        var report = IngestReport()
+        report.accepted = accepted
+        report.duplicates = duplicates
+        report.unrouted = unrouted
+        report.late = late
+        if !rejected.isEmpty { report.rejected = rejected }
+        report.payloadError = frameError
+        return report
     }
 
     /// Convenience over ``ingest(_:origin:)`` for a byte array.

@@ -61,6 +61,12 @@ public enum RFC3339 {
         var key2: UInt16 = 0
         var days: Int64 = 0
         var valid = false
+        /// The last validated `YYYY-MM-DDTHH:MM` (bytes 0..<8 in `key`, 8..<16 here) and its
+        /// instant in seconds (offset not applied): events of one minute skip the date and the
+        /// hour and minute checks (a time-ordered stream has thousands per minute).
+        var minuteKey: UInt64 = 0
+        var minuteSeconds: Int64 = 0
+        var minuteValid = false
     }
 
     @inline(__always)
@@ -80,25 +86,38 @@ public enum RFC3339 {
         guard n >= 20 else { return nil }
         let raw = UnsafeRawPointer(p)
         let k1 = raw.loadUnaligned(as: UInt64.self)
-        let k2 = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
-        let days: Int64
-        if cache.valid && cache.key == k1 && cache.key2 == k2 {
-            days = cache.days
+        let kt = raw.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+        let minuteSeconds: Int64
+        if cache.minuteValid && cache.key == k1 && cache.minuteKey == kt {
+            minuteSeconds = cache.minuteSeconds
         } else {
-            guard p[4] == UInt8(ascii: "-"), p[7] == UInt8(ascii: "-"),
-                  let y1 = two(p, 0), let y2 = two(p, 2), let mo = two(p, 5), let d = two(p, 8)
+            let k2 = raw.loadUnaligned(fromByteOffset: 8, as: UInt16.self)
+            let days: Int64
+            if cache.valid && cache.key == k1 && cache.key2 == k2 {
+                days = cache.days
+            } else {
+                guard p[4] == UInt8(ascii: "-"), p[7] == UInt8(ascii: "-"),
+                      let y1 = two(p, 0), let y2 = two(p, 2), let mo = two(p, 5), let d = two(p, 8)
+                else { return nil }
+                let y = y1 * 100 + y2
+                guard mo >= 1, mo <= 12, d >= 1, d <= daysIn(month: mo, year: y) else { return nil }
+                days = daysFromCivil(y, mo, d)
+                cache.key = k1
+                cache.key2 = k2
+                cache.days = days
+                cache.valid = true
+                cache.minuteValid = false
+            }
+            let sep = p[10]
+            guard sep == UInt8(ascii: "T") || sep == UInt8(ascii: "t") || sep == UInt8(ascii: " "),
+                  p[13] == UInt8(ascii: ":"), let hh = two(p, 11), let mm = two(p, 14), hh <= 23, mm <= 59
             else { return nil }
-            let y = y1 * 100 + y2
-            guard mo >= 1, mo <= 12, d >= 1, d <= daysIn(month: mo, year: y) else { return nil }
-            days = daysFromCivil(y, mo, d)
-            cache = DayCache(key: k1, key2: k2, days: days, valid: true)
+            minuteSeconds = days * 86_400 + hh * 3600 + mm * 60
+            cache.minuteKey = kt
+            cache.minuteSeconds = minuteSeconds
+            cache.minuteValid = true
         }
-        let sep = p[10]
-        guard sep == UInt8(ascii: "T") || sep == UInt8(ascii: "t") || sep == UInt8(ascii: " "),
-              p[13] == UInt8(ascii: ":"), p[16] == UInt8(ascii: ":"),
-              let hh = two(p, 11), let mm = two(p, 14), var ss = two(p, 17),
-              hh <= 23, mm <= 59, ss <= 60
-        else { return nil }
+        guard p[16] == UInt8(ascii: ":"), var ss = two(p, 17), ss <= 60 else { return nil }
         var i = 19
         var frac: Int64 = 0
         if p[i] == UInt8(ascii: ".") {
@@ -131,7 +150,7 @@ public enum RFC3339 {
             ss = 59
             frac = 999_999
         }
-        let secs = days * 86_400 + hh * 3600 + mm * 60 + ss - offset
+        let secs = minuteSeconds + ss - offset
         return secs * 1_000_000 + frac
     }
 

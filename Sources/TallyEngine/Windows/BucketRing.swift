@@ -144,3 +144,155 @@ struct BucketRing: Sendable, Equatable {
         if head != .min { headSlot = slot(head) }
     }
 }
+
+// MARK: - Flat ring
+
+/// A ``BucketRing`` laid out in memory its owner allocates (an aggregate cell's block): the
+/// engine's per-event form of a ring. Layout at `base`: `head` (Int64), `head mod capacity`
+/// (Int64), then `capacity` slots (Double), slot `b mod capacity` holding bucket `b` — the same
+/// state and layout as ``BucketRing``, which stays the value form (checkpoint restore, tests).
+///
+/// Why: a `BucketRing` inside a cell inside an array of cells cost a uniqueness check and a
+/// bounds check per array level on every event (about 11 `swift_isUniquelyReferenced` calls per
+/// `ndxp.transaction`); here an update is plain loads and stores. The owner guarantees `base`
+/// points at ``words(capacity:)`` 8-byte words for as long as the view is used.
+struct FlatRing {
+    let base: UnsafeMutableRawPointer
+    /// Number of slots (at least 1).
+    let capacity: Int
+    let combine: BucketRing.Combine
+
+    @inline(__always)
+    init(base: UnsafeMutableRawPointer, capacity: Int, combine: BucketRing.Combine) {
+        self.base = base
+        self.capacity = max(capacity, 1)
+        self.combine = combine
+    }
+
+    /// 8-byte words a ring of `capacity` slots takes (head, head slot, slots).
+    static func words(capacity: Int) -> Int { 2 + max(capacity, 1) }
+
+    /// Bucket index of the newest slot; `Int64.min` while empty.
+    var head: Int64 {
+        @inline(__always) get { base.load(as: Int64.self) }
+        @inline(__always) nonmutating set { base.storeBytes(of: newValue, as: Int64.self) }
+    }
+
+    private var headSlot: Int {
+        @inline(__always) get { Int(base.load(fromByteOffset: 8, as: Int64.self)) }
+        @inline(__always) nonmutating set { base.storeBytes(of: Int64(newValue), toByteOffset: 8, as: Int64.self) }
+    }
+
+    /// Slot `i` (0 ..< capacity).
+    @inline(__always)
+    func slot(at i: Int) -> Double { base.load(fromByteOffset: 16 + 8 * i, as: Double.self) }
+
+    @inline(__always)
+    private func set(_ i: Int, _ v: Double) { base.storeBytes(of: v, toByteOffset: 16 + 8 * i, as: Double.self) }
+
+    @inline(__always)
+    private func slot(_ b: Int64) -> Int {
+        let n = Int64(capacity)
+        let r = b % n
+        return Int(r < 0 ? r + n : r)
+    }
+
+    /// Writes an empty ring.
+    func initialize() {
+        head = .min
+        headSlot = 0
+        let id = BucketRing.identity(combine)
+        for i in 0..<capacity { set(i, id) }
+    }
+
+    /// Writes `ring`'s state (same capacity and combine; the caller checked).
+    func initialize(from ring: BucketRing) {
+        precondition(ring.slots.count == capacity && ring.combine == combine, "ring shape mismatch")
+        head = ring.head
+        headSlot = ring.head == .min ? 0 : slot(ring.head)
+        for (i, v) in ring.slots.enumerated() { set(i, v) }
+    }
+
+    /// The value form (checkpoint, reload donor). - Complexity: O(capacity), allocates.
+    var ring: BucketRing {
+        BucketRing(combine: combine, head: head, slots: (0..<capacity).map { slot(at: $0) })
+    }
+
+    /// The oldest bucket index the ring can answer for.
+    var oldest: Int64 { head == .min ? .min : head - Int64(capacity) + 1 }
+
+    /// Adds `v` to bucket `b`; exactly ``BucketRing/add(_:_:)``. Returns false when `b` is older
+    /// than the ring.
+    /// - Complexity: O(1) amortised; a division only when the ring starts or jumps by more
+    ///   than its capacity.
+    @inline(__always)
+    @discardableResult
+    func add(_ b: Int64, _ v: Double) -> Bool {
+        let n = capacity
+        let h = head
+        let i: Int
+        if h == .min || b > h {
+            let id = BucketRing.identity(combine)
+            if h != .min && b - h < Int64(n) {
+                // Clear the slots the head passes.
+                var s = headSlot
+                for _ in 0..<Int(b - h) {
+                    s += 1
+                    if s == n { s = 0 }
+                    set(s, id)
+                }
+                headSlot = s
+                i = s
+            } else {
+                if h != .min { for k in 0..<n { set(k, id) } }
+                i = slot(b)
+                headSlot = i
+            }
+            head = b
+        } else {
+            let back = h &- b
+            if back >= Int64(n) { return false }
+            let j = headSlot - Int(back)
+            i = j < 0 ? j + n : j
+        }
+        let old = slot(at: i)
+        switch combine {
+        case .sum: set(i, old + v)
+        case .min: set(i, Swift.min(old, v))
+        case .max: set(i, Swift.max(old, v))
+        }
+        return true
+    }
+
+    /// True when the ring holds every bucket after `lo`; see ``BucketRing/covers(after:)``.
+    func covers(after lo: Int64) -> Bool { head == .min || lo + 1 >= oldest || lo >= head }
+
+    /// The combination of buckets `lo+1 ... hi`; see ``BucketRing/range(after:through:)``.
+    /// - Complexity: O(min(hi - lo, capacity)).
+    func range(after lo: Int64, through hi: Int64) -> Double {
+        var acc = BucketRing.identity(combine)
+        let h = head
+        guard h != .min else { return acc }
+        let from = Swift.max(lo + 1, oldest)
+        let to = Swift.min(hi, h)
+        guard from <= to else { return acc }
+        var b = from
+        while b <= to {
+            let v = slot(at: slot(b))
+            switch combine {
+            case .sum: acc += v
+            case .min: acc = Swift.min(acc, v)
+            case .max: acc = Swift.max(acc, v)
+            }
+            b += 1
+        }
+        return acc
+    }
+
+    /// The value of one bucket (identity when outside the ring).
+    func value(_ b: Int64) -> Double {
+        let h = head
+        guard h != .min, b <= h, b >= oldest else { return BucketRing.identity(combine) }
+        return slot(at: slot(b))
+    }
+}
