@@ -2,8 +2,12 @@
 """Replay speed of `tally run`: how fast a restart re-applies the write-ahead log.
 
 1. `tally run --state-dir D` ingests the 1 M-event bench file (100 events per frame, sent with
-   the bench's C sender), waits until the snapshot shows the last event time, then SIGTERM.
-2. Any checkpoint-*.bin is removed, so the restart must replay the whole log (the worst case).
+   the bench's C sender), waits until the snapshot shows the last event time, then SIGKILL: a
+   crash, so there is no final checkpoint (a clean shutdown checkpoints and truncates the log
+   behind it). The run takes no checkpoint either (`--checkpoint-interval 24h
+   --checkpoint-bytes 1024GiB`), so the log holds every record.
+2. Any checkpoint-*.bin is removed (there should be none), so the restart must replay the whole
+   log (the worst case).
 3. `tally run --state-dir D` again: the daemon logs `recovered records=N milliseconds=M`; that
    line is read back and N and M are printed as logged records/s. The log's size is printed too.
 
@@ -19,13 +23,13 @@ from perfcommon import free_port, snapshot
 
 
 
-def start(exe, pipeline, state, logpath):
+def start(exe, pipeline, state, logpath, extra=()):
     ports = [free_port() for _ in range(3)]
     ingest, service, pub = (f"tcp://127.0.0.1:{p}" for p in ports)
     log = open(logpath, "w")
     t0 = time.monotonic()
     p = subprocess.Popen([exe, "run", "--pipeline", pipeline, "--state-dir", state, "--ingest", ingest,
-                          "--snapshot-service", service, "--publish", pub, "--snapshot-interval", "100ms"],
+                          "--snapshot-service", service, "--publish", pub, "--snapshot-interval", "100ms", *extra],
                          stdout=log, stderr=subprocess.STDOUT)
     return p, ingest, service, t0
 
@@ -51,7 +55,8 @@ def main():
         return False
 
     try:
-        d, ingest, service, _ = start(args.exe, args.pipeline, state, os.path.join(tmp, "run1.log"))
+        d, ingest, service, _ = start(args.exe, args.pipeline, state, os.path.join(tmp, "run1.log"),
+                                      ("--checkpoint-interval", "24h", "--checkpoint-bytes", "1024GiB"))
         assert ready(service, time.monotonic() + 60), "the daemon did not start"
         subprocess.run([os.path.join(args.bench, "bin", "ztransport"), "send", "-p", "push", "-e", ingest,
                         "-n", str(args.events), "-b", "100", "-f", data, "-E", "-L", "-1"],
@@ -63,7 +68,7 @@ def main():
             if snap and snap["indicators"].get("dvc.online_payments", {}).get("value") == want:
                 break
             time.sleep(0.05)
-        d.send_signal(signal.SIGTERM)
+        d.send_signal(signal.SIGKILL)
         d.wait(120)
         for f in glob.glob(os.path.join(state, "checkpoint-*.bin")):
             os.remove(f)
