@@ -89,6 +89,7 @@ let package = Package(
             name: "wal-bench",
             dependencies: ["TallyDaemon"],
             path: "Benchmarks/wal-bench",
+            exclude: ["RESULTS.md"],
             swiftSettings: strict
         ),
         .executableTarget(
