@@ -41,6 +41,25 @@ struct BucketRing: Sendable, Equatable {
         }
     }
 
+    /// Combines the values `read(b)` of buckets `from ... to` (the identity when empty): the one
+    /// fold behind ``range(after:through:)`` of both ring forms.
+    /// - Complexity: O(to - from + 1).
+    @inline(__always)
+    static func fold(_ c: Combine, from: Int64, through to: Int64, _ read: (Int64) -> Double) -> Double {
+        var acc = identity(c)
+        var b = from
+        while b <= to {
+            let v = read(b)
+            switch c {
+            case .sum: acc += v
+            case .min: acc = Swift.min(acc, v)
+            case .max: acc = Swift.max(acc, v)
+            }
+            b += 1
+        }
+        return acc
+    }
+
     /// Equality of the observable state (`headSlot` is derived from `head`).
     static func == (a: BucketRing, b: BucketRing) -> Bool {
         a.combine == b.combine && a.head == b.head && a.slots == b.slots
@@ -112,22 +131,8 @@ struct BucketRing: Sendable, Equatable {
     /// identity when none. Callers check ``covers(after:)`` first.
     /// - Complexity: O(min(hi - lo, capacity)).
     func range(after lo: Int64, through hi: Int64) -> Double {
-        var acc = Self.identity(combine)
-        guard head != .min else { return acc }
-        let from = Swift.max(lo + 1, oldest)
-        let to = Swift.min(hi, head)
-        guard from <= to else { return acc }
-        var b = from
-        while b <= to {
-            let v = slots[slot(b)]
-            switch combine {
-            case .sum: acc += v
-            case .min: acc = Swift.min(acc, v)
-            case .max: acc = Swift.max(acc, v)
-            }
-            b += 1
-        }
-        return acc
+        guard head != .min else { return Self.identity(combine) }
+        return Self.fold(combine, from: Swift.max(lo + 1, oldest), through: Swift.min(hi, head)) { slots[slot($0)] }
     }
 
     /// The value of one bucket (identity when outside the ring).
@@ -270,23 +275,9 @@ struct FlatRing {
     /// The combination of buckets `lo+1 ... hi`; see ``BucketRing/range(after:through:)``.
     /// - Complexity: O(min(hi - lo, capacity)).
     func range(after lo: Int64, through hi: Int64) -> Double {
-        var acc = BucketRing.identity(combine)
         let h = head
-        guard h != .min else { return acc }
-        let from = Swift.max(lo + 1, oldest)
-        let to = Swift.min(hi, h)
-        guard from <= to else { return acc }
-        var b = from
-        while b <= to {
-            let v = slot(at: slot(b))
-            switch combine {
-            case .sum: acc += v
-            case .min: acc = Swift.min(acc, v)
-            case .max: acc = Swift.max(acc, v)
-            }
-            b += 1
-        }
-        return acc
+        guard h != .min else { return BucketRing.identity(combine) }
+        return BucketRing.fold(combine, from: Swift.max(lo + 1, oldest), through: Swift.min(hi, h)) { slot(at: slot($0)) }
     }
 
     /// The value of one bucket (identity when outside the ring).
