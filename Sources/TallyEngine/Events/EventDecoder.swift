@@ -326,6 +326,21 @@ struct Scanner {
         p += 1
     }
 
+    /// After a member or an element: `,` means another one follows (true, with the whitespace
+    /// after it skipped); otherwise the container must close with `close` here (false).
+    /// - Throws: `invalid_json` naming `what` when neither comes.
+    @inline(__always)
+    mutating func another(_ close: UInt8, _ what: StaticString) throws(FrameFailure) -> Bool {
+        ws()
+        if byte == UInt8(ascii: ",") {
+            p += 1
+            ws()
+            return true
+        }
+        try expect(close, what)
+        return false
+    }
+
     static func describe(_ b: UInt8) -> String {
         switch b {
         case UInt8(ascii: "\""): return "a string"
@@ -717,13 +732,7 @@ struct Scanner {
                 nEvents += 1
             }
             n += 1
-            ws()
-            if byte == UInt8(ascii: ",") {
-                p += 1
-                ws()
-                continue
-            }
-            try expect(UInt8(ascii: "]"), "',' or ']' in the batch")
+            if try another(UInt8(ascii: "]"), "',' or ']' in the batch") { continue }
             break
         }
         try expectEnd()
@@ -960,13 +969,7 @@ struct Scanner {
                         }
                     }
                 }
-                ws()
-                if byte == UInt8(ascii: ",") {
-                    p += 1
-                    ws()
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}' after a member of the event")
+                if try another(UInt8(ascii: "}"), "',' or '}' after a member of the event") { continue }
                 break
             }
         }
@@ -1083,13 +1086,7 @@ struct Scanner {
                     seen |= 1 << slot
                     fields[slot] = try value(field: f0 + slot, depth: depth + 1, &err)
                 }
-                ws()
-                if byte == UInt8(ascii: ",") {
-                    p += 1
-                    ws()
-                    continue
-                }
-                try expect(UInt8(ascii: "}"), "',' or '}' after a member of data")
+                if try another(UInt8(ascii: "}"), "',' or '}' after a member of data") { continue }
                 break
             }
         }
@@ -1222,13 +1219,7 @@ struct Scanner {
                     if problem == nil { problem = (.wrongType, "[\(index)]: expected a string, got \(what)") }
                 }
                 index += 1
-                ws()
-                if byte == UInt8(ascii: ",") {
-                    p += 1
-                    ws()
-                    continue
-                }
-                try expect(UInt8(ascii: "]"), "',' or ']' in an array")
+                if try another(UInt8(ascii: "]"), "',' or ']' in an array") { continue }
                 break
             }
             if let (code, what) = problem {
