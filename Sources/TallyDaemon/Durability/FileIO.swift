@@ -205,6 +205,12 @@ enum FileIO {
             throw .system(call: "opendir", path: path, errno: errno)
         }
         defer { closedir(dir) }
+        return entryNames(dir)
+    }
+
+    /// The entry names left in an open directory stream (no `.`/`..`), unsorted: the one
+    /// `readdir` loop behind ``listDirectory(_:)`` and `SecureFiles.list`.
+    static func entryNames(_ dir: OpaquePointer) -> [String] {
         var names: [String] = []
         while let entry = readdir(dir) {
             let name = withUnsafePointer(to: entry.pointee.d_name) {

@@ -62,10 +62,9 @@ public struct AppendBatch {
     }
 
     public mutating func frame(receivedAt: Int64, payload: [UInt8]) throws(DurabilityError) {
-        let start = try begin(.frame, bodyLength: 8 + payload.count)
-        ByteCoding.append(UInt64(bitPattern: receivedAt), to: &bytes)
-        bytes.append(contentsOf: payload)
-        finish(start)
+        try payload.withUnsafeBytes { p in
+            Result { () throws(DurabilityError) in try frame(receivedAt: receivedAt, payload: p) }
+        }.get()
     }
 
     /// Appends an acknowledged batch `(producer, sequence, payload)`.
@@ -84,15 +83,11 @@ public struct AppendBatch {
     }
 
     public mutating func batch(producer: [UInt8], sequence: UInt64, payload: [UInt8]) throws(DurabilityError) {
-        guard producer.count <= Int(UInt16.max) else {
-            throw .invalidArgument("producer id of \(producer.count) bytes exceeds 65535")
-        }
-        let start = try begin(.batch, bodyLength: 10 + producer.count + payload.count)
-        ByteCoding.append(sequence, to: &bytes)
-        ByteCoding.append(UInt16(producer.count), to: &bytes)
-        bytes.append(contentsOf: producer)
-        bytes.append(contentsOf: payload)
-        finish(start)
+        try producer.withUnsafeBytes { id in
+            payload.withUnsafeBytes { p in
+                Result { () throws(DurabilityError) in try batch(producer: id, sequence: sequence, payload: p) }
+            }
+        }.get()
     }
 
     /// Appends a metadata record with an opaque body.

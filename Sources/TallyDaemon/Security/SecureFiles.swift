@@ -180,14 +180,7 @@ public enum SecureFiles {
             throw SecureFileError(path: path, kind: .io(errno: errno), operation: "list the directory")
         }
         defer { closedir(dir) }
-        var names: [String] = []
-        while let entry = readdir(dir) {
-            let name = withUnsafePointer(to: entry.pointee.d_name) {
-                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        return FileIO.entryNames(dir).sorted()
     }
 
     static func parentDirectory(of path: String) -> String {
