@@ -111,12 +111,7 @@ public enum Bench {
         let scale = min(1, max(SimulationProfile.scaleRange.lowerBound, Double(options.events) * 1.02 / Double(probe)))
         let dir = try Demo.makeTemporaryDirectory()
         defer { Demo.removeFlatDirectory(dir) }
-        var s = RunSettings(pipelinePath: pipeline, stateDirectory: dir)
-        s.ingest = ["tcp://127.0.0.1:*"]
-        s.ingestAck = "tcp://127.0.0.1:*"
-        s.publish = "tcp://127.0.0.1:*"
-        s.snapshotService = "tcp://127.0.0.1:*"
-        s.snapshotInterval = options.snapshotInterval
+        var s = Demo.loopbackSettings(pipeline: pipeline, stateDirectory: dir, snapshotInterval: options.snapshotInterval)
         s.checkpointInterval = .seconds(3600)   // the log is measured whole
         s.checkpointBytes = Int.max
         var clientKeys: CurveClientKeys?

@@ -74,12 +74,7 @@ public enum Demo {
         }
         let dir = try makeTemporaryDirectory()
         defer { removeFlatDirectory(dir) }
-        var s = RunSettings(pipelinePath: pipeline, stateDirectory: dir)
-        s.ingest = ["tcp://127.0.0.1:*"]
-        s.ingestAck = "tcp://127.0.0.1:*"
-        s.publish = "tcp://127.0.0.1:*"
-        s.snapshotService = "tcp://127.0.0.1:*"
-        s.snapshotInterval = options.snapshotInterval
+        let s = loopbackSettings(pipeline: pipeline, stateDirectory: dir, snapshotInterval: options.snapshotInterval)
         let core = try EngineCore(settings: s, logger: quiet)
         let daemon = try Daemon(settings: s, core: core, logger: quiet)
         try daemon.start()
@@ -163,6 +158,19 @@ public enum Demo {
         let flag = Atomic<Bool>(false)
         /// Events the feeder will send (for `untilComplete`).
         let total = Atomic<Int>(0)
+    }
+
+    /// Settings for an in-process daemon on loopback: every endpoint on `tcp://127.0.0.1:*`
+    /// (ports picked by the OS, read back from `boundEndpoints`), state in `stateDirectory`.
+    /// Shared by `tally demo` and `tally bench`.
+    static func loopbackSettings(pipeline: String, stateDirectory: String, snapshotInterval: Duration) -> RunSettings {
+        var s = RunSettings(pipelinePath: pipeline, stateDirectory: stateDirectory)
+        s.ingest = ["tcp://127.0.0.1:*"]
+        s.ingestAck = "tcp://127.0.0.1:*"
+        s.publish = "tcp://127.0.0.1:*"
+        s.snapshotService = "tcp://127.0.0.1:*"
+        s.snapshotInterval = snapshotInterval
+        return s
     }
 
     static func makeTemporaryDirectory() throws(DaemonError) -> String {
