@@ -43,7 +43,12 @@ struct DecoderProducerOrderTests {
     /// A valid `data` object for a catalog type: every field, in catalog order, with a value of
     /// its kind (the first allowed value of an enumeration).
     static func data(_ type: Catalog.EventType) -> String {
-        let members = type.fields.map { f -> String in
+        "{" + dataMembers(type).map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+    }
+
+    /// ``data(_:)``'s members as (name, value text).
+    static func dataMembers(_ type: Catalog.EventType) -> [(String, String)] {
+        type.fields.map { f -> (String, String) in
             let v: String
             switch f.kind {
             case .string(let allowed): v = "\"\(allowed?.first ?? "v-\(f.name)")\""
@@ -52,9 +57,8 @@ struct DecoderProducerOrderTests {
             case .bool: v = "true"
             case .stringArray: v = "[\"a\",\"b\"]"
             }
-            return "\"\(f.name)\":\(v)"
+            return (f.name, v)
         }
-        return "{" + members.joined(separator: ",") + "}"
     }
 
     static let types = Catalog.v1.types.map(\.name)
@@ -78,6 +82,25 @@ struct DecoderProducerOrderTests {
         var other = e
         other["id"] = "\"e-2\""
         Self.expectSame("[" + e.json + "," + other.json + "]")
+    }
+
+    @Test("a missing or null required field is named, the first in catalog order", arguments: types)
+    func requiredFields(_ name: String) throws {
+        let type = try #require(Catalog.v1.types.first { $0.name == name })
+        let members = Self.dataMembers(type)
+        let required = type.fields.indices.filter { type.fields[$0].required }
+        for (k, i) in required.enumerated() {
+            for (renamed, value, how) in [(true, members[i].1, "is missing"), (false, "null", "is null")] {
+                var m = members
+                m[i] = (renamed ? "x-" + m[i].0 : m[i].0, value)
+                // A later required field missing too: this one is still the one named.
+                if k + 1 < required.count { m[required[k + 1]].0 = "y-" + m[required[k + 1]].0 }
+                let data = "{" + m.map { "\"\($0.0)\":\($0.1)" }.joined(separator: ",") + "}"
+                let e = DecoderEventText(type: name, data: data)
+                let r = Self.expectSame(e.json).only?.reason
+                #expect(r == RejectReason(code: .missingField, message: "data.\(members[i].0): required field \(how)"), "\(e.json)")
+            }
+        }
     }
 
     @Test("every order of the seven members decodes to the same event")

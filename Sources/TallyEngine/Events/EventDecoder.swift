@@ -1178,6 +1178,7 @@ struct Scanner {
         guard depth <= maxDepth else { throw tooDeep() }
         p += 1
         var seen: UInt32 = 0
+        var present: UInt32 = 0  // slots holding a value (not absent, not null)
         var err: RejectReason? = nil
         var predicted = 0  // producers write fields in catalog order: try the next one first
         ws()
@@ -1214,20 +1215,19 @@ struct Scanner {
                     _ = try skipValue(depth: depth + 1)
                 } else {
                     seen |= 1 << slot
-                    fields[slot] = try value(field: f0 + slot, depth: depth + 1, &err)
+                    let v = try value(field: f0 + slot, depth: depth + 1, &err)
+                    if case .absent = v {} else { present |= 1 << slot }
+                    fields[slot] = v
                 }
                 if try another(UInt8(ascii: "}"), "',' or '}' after a member of data") { continue }
                 break
             }
         }
-        if err == nil {
-            for i in 0..<nf where cat.fields[f0 + i].required {
-                if case .absent = fields[i] {
-                    let how = seen & (1 << i) != 0 ? "is null" : "is missing"
-                    err = RejectReason(code: .missingField, message: "data.\(cat.fieldName(f0 + i)): required field \(how)")
-                    break
-                }
-            }
+        let missing = desc.requiredMask & ~present
+        if err == nil && missing != 0 {
+            let i = missing.trailingZeroBitCount  // the first in catalog order
+            let how = seen & (1 << i) != 0 ? "is null" : "is missing"
+            err = RejectReason(code: .missingField, message: "data.\(cat.fieldName(f0 + i)): required field \(how)")
         }
         return err
     }
