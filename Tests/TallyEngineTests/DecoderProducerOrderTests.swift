@@ -201,6 +201,19 @@ struct DecoderProducerOrderTests {
         Self.expectSame(removed.json)
     }
 
+    @Test("envelope strings longer than the limit are too_large, as through the general path",
+          arguments: ["id", "source", "type"])
+    func overLimit(_ name: String) {
+        var limits = DecodeLimits()
+        limits.maxStringLength = 16  // the longest other envelope string, "ndxp.transaction"
+        var e = DecoderEventText()
+        e[name] = "\"0123456789abcdefg\""
+        let fast = decodeFrame(e.json, limits: limits).only?.reason
+        let slow = decodeFrame(Self.general(e.json), limits: limits).only?.reason
+        #expect(fast == RejectReason(code: .tooLarge, message: "\(name): a string longer than 16 bytes"))
+        #expect(fast == slow)
+    }
+
     @Test("keys that share a prefix with an expected key are not taken for it",
           arguments: ["specversions", "specversio", "ids", "i", "sources", "sourc", "types", "typ", "timezone",
                       "tim", "datacontenttypes", "datacontent", "datas", "dat", "Type", "ID"])

@@ -942,11 +942,13 @@ struct Scanner {
             guard Scanner.isIdMember(p, end) else { break fast }
             seen |= Scanner.aId
             p += 6
-            id = try attributeString(Scanner.aId, &attrError, depth: depth)
+            id = try string(decode: true)  // at its opening quote: `attributeString`'s string case, inlined
+            if id.count == 0 || id.count > maxString { attrError = attributeProblem(Scanner.aId, id) }
             guard attrError == nil, Scanner.isSourceMember(p, end) else { break fast }
             seen |= Scanner.aSource
             p += 10
-            source = try attributeString(Scanner.aSource, &attrError, depth: depth)
+            source = try string(decode: true)
+            if source.count == 0 || source.count > maxString { attrError = attributeProblem(Scanner.aSource, source) }
             guard attrError == nil else { break fast }
             eventKey = EventKey(source: source.bytes, id: id.bytes)
             keyed = true
@@ -954,7 +956,8 @@ struct Scanner {
             guard Scanner.isMember(p, end, Scanner.kType, then: Scanner.quote) else { break fast }
             seen |= Scanner.aType
             p += 8
-            typeName = try attributeString(Scanner.aType, &attrError, depth: depth)
+            typeName = try string(decode: true)
+            if typeName.count == 0 || typeName.count > maxString { attrError = attributeProblem(Scanner.aType, typeName) }
             guard attrError == nil else { break fast }
             typeIndex = cat.typeIndex(typeName.start, typeName.count)
             if Scanner.isContentTypeMember(p, end) {
@@ -1143,17 +1146,22 @@ struct Scanner {
     mutating func attributeString(_ k: UInt32, _ error: inout RejectReason?, depth: Int) throws(FrameFailure) -> StringView {
         if byte == Scanner.quote {
             let v = try string(decode: true)
-            if v.count == 0 {
-                error = RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string")
-            } else if v.count > maxString {
-                error = RejectReason(code: .tooLarge, message: "\(Scanner.attributeName(k)): a string longer than \(maxString) bytes")
-            }
+            if v.count == 0 || v.count > maxString { error = attributeProblem(k, v) }
             return v
         }
         let what = Scanner.describe(byte)
         _ = try skipValue(depth: depth + 1)
         error = RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string, got \(what)")
         return StringView(start: p, count: 0)
+    }
+
+    /// The problem with string attribute `k`'s value `v`, empty or longer than the limit
+    /// (out of line: the usual value has neither).
+    @inline(never)
+    func attributeProblem(_ k: UInt32, _ v: StringView) -> RejectReason {
+        v.count == 0
+            ? RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string")
+            : RejectReason(code: .tooLarge, message: "\(Scanner.attributeName(k)): a string longer than \(maxString) bytes")
     }
 
     // MARK: Data
