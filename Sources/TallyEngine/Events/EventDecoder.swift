@@ -16,8 +16,9 @@
 /// whole member at a time with word compares (any other order or spacing: keys matched by
 /// length and bytes), `data` fields matched against the compiled catalog type, strings
 /// handed out as ``StringView``s into the payload (or, when they hold escapes, into a
-/// per-frame scratch buffer), `time` parsed with a cached day number. No `String`, `Dictionary` or `Array` is allocated per event (except
-/// the array of a non-empty `[str]` field).
+/// per-frame scratch buffer), `time` parsed with a cached day number. No `String`,
+/// `Dictionary` or `Array` is allocated per event (except the array of a non-empty `[str]`
+/// field).
 ///
 /// Rules beyond the catalog (contract v1, `shared/spec/events.md`):
 /// - **Duplicate keys are rejected** (`bad_attribute` for an attribute, `bad_value` for a
