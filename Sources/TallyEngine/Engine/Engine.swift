@@ -283,8 +283,9 @@ public final class Engine: @unchecked Sendable {
         report.duplicates = duplicates
         report.unrouted = unrouted
         report.late = late
-        if !rejected.isEmpty { report.rejected = rejected }
-        report.payloadError = frameError
+        if !rejected.isEmpty || frameError != nil {
+            report.problems = IngestReport.Problems(rejected: rejected, payloadError: frameError)
+        }
         return report
     }
 
@@ -307,8 +308,7 @@ extension IngestReport {
         self.duplicates = duplicates
         self.unrouted = unrouted
         self.late = late
-        self.rejected = rejected
-        self.payloadError = payloadError
+        self.problems = .unlessEmpty(rejected, payloadError)
     }
 }
 

@@ -38,6 +38,9 @@ final class CompiledCatalog: @unchecked Sendable {
         var name: Name
         var firstField: Int32
         var fieldCount: Int32
+        /// Bit `i` set when field slot `i` is required: the decoder checks all of them with
+        /// one mask test instead of reading every slot back.
+        var requiredMask: UInt32
     }
 
     let catalog: Catalog
@@ -94,7 +97,10 @@ final class CompiledCatalog: @unchecked Sendable {
                 fieldList.append(FieldDesc(name: intern(f.name), kind: kind, required: f.required,
                                            allowedStart: start, allowedCount: count, plain: plain))
             }
-            typeList.append(TypeDesc(name: intern(t.name), firstField: first, fieldCount: Int32(t.fields.count)))
+            var requiredMask: UInt32 = 0
+            for (i, f) in t.fields.enumerated() where f.required { requiredMask |= 1 << UInt32(i) }
+            typeList.append(TypeDesc(name: intern(t.name), firstField: first, fieldCount: Int32(t.fields.count),
+                                     requiredMask: requiredMask))
         }
         func copy<T>(_ a: [T]) -> UnsafeMutablePointer<T> {
             let p = UnsafeMutablePointer<T>.allocate(capacity: max(a.count, 1))

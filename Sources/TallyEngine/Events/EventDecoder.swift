@@ -12,11 +12,13 @@
 /// ``Event``s of the ``Catalog``: the hot path of the daemon.
 ///
 /// A hand-written, zero-copy scanner specialised for CloudEvents rather than a general JSON
-/// parser: one pass over the bytes, envelope keys matched by length and bytes, `data` fields
-/// matched against the compiled catalog type, strings handed out as ``StringView``s into the
-/// payload (or, when they hold escapes, into a per-frame scratch buffer), `time` parsed with
-/// a cached day number. No `String`, `Dictionary` or `Array` is allocated per event (except
-/// the array of a non-empty `[str]` field).
+/// parser: one pass over the bytes, the envelope in the producers' attribute order matched a
+/// whole member at a time with word compares (any other order or spacing: keys matched by
+/// length and bytes), `data` fields matched against the compiled catalog type, strings
+/// handed out as ``StringView``s into the payload (or, when they hold escapes, into a
+/// per-frame scratch buffer), `time` parsed with a cached day number. No `String`,
+/// `Dictionary` or `Array` is allocated per event (except the array of a non-empty `[str]`
+/// field).
 ///
 /// Rules beyond the catalog (contract v1, `shared/spec/events.md`):
 /// - **Duplicate keys are rejected** (`bad_attribute` for an attribute, `bad_value` for a
@@ -821,6 +823,64 @@ struct Scanner {
             && p[4] == quote
     }
 
+    // MARK: Envelope in producer order
+
+    /// `,"type":`, `,"time":`, `,"data":` as little-endian words: the separator, key and colon
+    /// before a member's value.
+    static let kType: UInt64 = 0x3A22_6570_7974_222C
+    static let kTime: UInt64 = 0x3A22_656D_6974_222C, kData: UInt64 = 0x3A22_6174_6164_222C
+
+    /// The 8 bytes at `p` as a little-endian word (the caller checked they are in the frame).
+    @inline(__always)
+    static func word(_ p: UnsafePointer<UInt8>, _ offset: Int = 0) -> UInt64 {
+        UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+    }
+
+    /// True when the 8 bytes at `p` are `key` and, when `then` is given, the 9th is `then`: one
+    /// or two compares instead of a `,` check, three whitespace checks, a key scan and its
+    /// classification.
+    @inline(__always)
+    static func isMember(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>, _ key: UInt64, then: UInt8? = nil) -> Bool {
+        guard end - p >= 9 else { return false }
+        return word(p) == key && (then == nil || p[8] == then!)
+    }
+
+    /// True when the bytes at `p` are `,"id":"` (7 bytes: one masked compare).
+    @inline(__always)
+    static func isIdMember(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 9 else { return false }
+        return word(p) & 0x00FF_FFFF_FFFF_FFFF == 0x0022_3A22_6469_222C
+    }
+
+    /// True when the bytes at `p` are exactly `"specversion":"1.0"` (19 bytes: three compares).
+    @inline(__always)
+    static func isSpecversionMember(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 20 else { return false }
+        return word(p) == 0x7265_7663_6570_7322  // `"specver`
+            && word(p, 8) == 0x3122_3A22_6E6F_6973  // `sion":"1`
+            && word(p, 11) == 0x2230_2E31_223A_226E  // `n":"1.0"`
+    }
+
+    /// True when the bytes at `p` are `,"source":"` (11 bytes, two overlapping compares).
+    @inline(__always)
+    static func isSourceMember(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 12 else { return false }
+        return word(p) == 0x6563_7275_6F73_222C  // `,"source`
+            && word(p, 3) == 0x223A_2265_6372_756F  // `ource":"`
+    }
+
+    /// True when the bytes at `p` are exactly `,"datacontenttype":"application/json"` (37 bytes,
+    /// five compares; the value closed, so no parameters).
+    @inline(__always)
+    static func isContentTypeMember(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
+        guard end - p >= 38 else { return false }
+        return word(p) == 0x6F63_6174_6164_222C  // `,"dataco`
+            && word(p, 8) == 0x7079_7474_6E65_746E  // `ntenttyp`
+            && word(p, 16) == 0x6C70_7061_223A_2265  // `e":"appl`
+            && word(p, 24) == 0x2F6E_6F69_7461_6369  // `ication/`
+            && word(p, 29) == 0x226E_6F73_6A2F_6E6F  // `on/json"`
+    }
+
     /// True when the bytes at `p` are exactly `"application/json"` (no parameters, no escapes).
     @inline(__always)
     static func isApplicationJSON(_ p: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> Bool {
@@ -867,10 +927,84 @@ struct Scanner {
         // prefetch of the dedup filter block overlaps the rest of the event's validation.
         var eventKey = EventKey(hi: 0, lo: 0)
         var keyed = false
-        ws()
-        if byte == UInt8(ascii: "}") {
-            p += 1
-        } else {
+        // The envelope as producers write it, `{"specversion":"1.0","id":"…","source":"…",
+        // "type":"…"[,"datacontenttype":"application/json"],"time":"…"[,"datacontenttype":…],
+        // "data":{…}}`, matched by whole members in a few word compares; at the first difference
+        // (order, whitespace, another value, an attribute error) the general loop below takes
+        // over where this stopped (`stage`: 0 nothing read, 1 after a member's value, 2 the
+        // object closed). Each step sets the loop's state exactly as the loop would, and the
+        // values are read by the same functions, so the outcome is the same either way.
+        // Saves ~600 instructions per event (round 9a).
+        var stage = 0
+        fast: if Scanner.isSpecversionMember(p, end) {
+            p += 19
+            seen = Scanner.aSpecversion
+            stage = 1
+            guard Scanner.isIdMember(p, end) else { break fast }
+            seen |= Scanner.aId
+            p += 6
+            id = try string(decode: true)  // at its opening quote: `attributeString`'s string case, inlined
+            if id.count == 0 || id.count > maxString { attrError = attributeProblem(Scanner.aId, id) }
+            guard attrError == nil, Scanner.isSourceMember(p, end) else { break fast }
+            seen |= Scanner.aSource
+            p += 10
+            source = try string(decode: true)
+            if source.count == 0 || source.count > maxString { attrError = attributeProblem(Scanner.aSource, source) }
+            guard attrError == nil else { break fast }
+            eventKey = EventKey(source: source.bytes, id: id.bytes)
+            keyed = true
+            prefetch.touchFilter(eventKey)
+            guard Scanner.isMember(p, end, Scanner.kType, then: Scanner.quote) else { break fast }
+            seen |= Scanner.aType
+            p += 8
+            typeName = try string(decode: true)
+            if typeName.count == 0 || typeName.count > maxString { attrError = attributeProblem(Scanner.aType, typeName) }
+            guard attrError == nil else { break fast }
+            typeIndex = cat.typeIndex(typeName.start, typeName.count)
+            if Scanner.isContentTypeMember(p, end) {
+                seen |= Scanner.aContentType
+                p += 37
+            }
+            guard Scanner.isMember(p, end, Scanner.kTime) else { break fast }
+            p += 8
+            guard let (t, n) = fastTime() else {
+                p -= 8  // the general path reads this member
+                break fast
+            }
+            seen |= Scanner.aTime
+            p += n
+            time = t
+            prefetch.touchHourSet(eventKey, time: t)
+            if seen & Scanner.aContentType == 0 && Scanner.isContentTypeMember(p, end) {
+                seen |= Scanner.aContentType
+                p += 37
+            }
+            guard typeIndex >= 0, Scanner.isMember(p, end, Scanner.kData, then: UInt8(ascii: "{")) else { break fast }
+            seen |= Scanner.aData
+            p += 8
+            dataError = try data(type: typeIndex, depth: depth + 1, into: &fields)
+            dataDone = true
+            if byte == UInt8(ascii: "}") {
+                p += 1
+                stage = 2
+            }
+        }
+        var more: Bool
+        switch stage {
+        case 0:
+            ws()
+            if byte == UInt8(ascii: "}") {
+                p += 1
+                more = false
+            } else {
+                more = true
+            }
+        case 1:
+            more = try another(UInt8(ascii: "}"), "',' or '}' after a member of the event")
+        default:
+            more = false
+        }
+        if more {
             while true {
                 guard byte == Scanner.quote else { throw syntax("expected a key string") }
                 let key: StringView
@@ -1013,17 +1147,22 @@ struct Scanner {
     mutating func attributeString(_ k: UInt32, _ error: inout RejectReason?, depth: Int) throws(FrameFailure) -> StringView {
         if byte == Scanner.quote {
             let v = try string(decode: true)
-            if v.count == 0 {
-                error = RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string")
-            } else if v.count > maxString {
-                error = RejectReason(code: .tooLarge, message: "\(Scanner.attributeName(k)): a string longer than \(maxString) bytes")
-            }
+            if v.count == 0 || v.count > maxString { error = attributeProblem(k, v) }
             return v
         }
         let what = Scanner.describe(byte)
         _ = try skipValue(depth: depth + 1)
         error = RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string, got \(what)")
         return StringView(start: p, count: 0)
+    }
+
+    /// The problem with string attribute `k`'s value `v`, empty or longer than the limit
+    /// (out of line: the usual value has neither).
+    @inline(never)
+    func attributeProblem(_ k: UInt32, _ v: StringView) -> RejectReason {
+        v.count == 0
+            ? RejectReason(code: .badAttribute, message: "\(Scanner.attributeName(k)): expected a non-empty string")
+            : RejectReason(code: .tooLarge, message: "\(Scanner.attributeName(k)): a string longer than \(maxString) bytes")
     }
 
     // MARK: Data
@@ -1048,6 +1187,7 @@ struct Scanner {
         guard depth <= maxDepth else { throw tooDeep() }
         p += 1
         var seen: UInt32 = 0
+        var present: UInt32 = 0  // slots holding a value (not absent, not null)
         var err: RejectReason? = nil
         var predicted = 0  // producers write fields in catalog order: try the next one first
         ws()
@@ -1084,20 +1224,19 @@ struct Scanner {
                     _ = try skipValue(depth: depth + 1)
                 } else {
                     seen |= 1 << slot
-                    fields[slot] = try value(field: f0 + slot, depth: depth + 1, &err)
+                    let v = try value(field: f0 + slot, depth: depth + 1, &err)
+                    if case .absent = v {} else { present |= 1 << slot }
+                    fields[slot] = v
                 }
                 if try another(UInt8(ascii: "}"), "',' or '}' after a member of data") { continue }
                 break
             }
         }
-        if err == nil {
-            for i in 0..<nf where cat.fields[f0 + i].required {
-                if case .absent = fields[i] {
-                    let how = seen & (1 << i) != 0 ? "is null" : "is missing"
-                    err = RejectReason(code: .missingField, message: "data.\(cat.fieldName(f0 + i)): required field \(how)")
-                    break
-                }
-            }
+        let missing = desc.requiredMask & ~present
+        if err == nil && missing != 0 {
+            let i = missing.trailingZeroBitCount  // the first in catalog order
+            let how = seen & (1 << i) != 0 ? "is null" : "is missing"
+            err = RejectReason(code: .missingField, message: "data.\(cat.fieldName(f0 + i)): required field \(how)")
         }
         return err
     }
