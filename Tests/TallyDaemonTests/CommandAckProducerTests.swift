@@ -97,6 +97,44 @@ struct CommandAckProducerTests {
         #expect(producer.resends == 3)
     }
 
+    @Test("a stuck batch holds the window: nothing window or more sequences past it is sent until it is answered")
+    func windowIsAnchoredAtTheOldestUnanswered() throws {
+        let context = try Context()
+        defer { context.shutdown() }
+        let router = try Socket(context, .router)
+        try router.set(.receiveTimeout, 5000)
+        try router.bind("tcp://127.0.0.1:*")
+        let producer = try AckProducer(context: context, endpoint: try router.lastEndpoint, producer: "stuck", window: 3,
+                                       timeout: .seconds(20), retries: 2, firstSequence: 0)
+        defer { producer.close() }
+        for k in 0..<3 { _ = try producer.send(Array("[]".utf8), tag: k) }
+        var peer: [UInt8] = []
+        for expected in ["1", "2", "3"] {
+            let m = try #require(try router.receiveMultipart())
+            #expect(m[2].string == expected)
+            peer = m[0].bytes
+        }
+        func answer(_ q: String) throws { try router.sendMultipart([peer, Array(q.utf8), Array(#"{"accepted":0,"rejected":[]}"#.utf8)]) }
+        try answer("2")   // 1 stays unanswered; 2 and 3 complete
+        try answer("3")
+        final class Box: @unchecked Sendable {
+            let producer: AckProducer
+            var tags: [Int] = []
+            init(_ p: AckProducer) { producer = p }
+        }
+        let box = Box(producer)
+        let sent = spawnThread(name: "ack-send") { box.tags = ((try? box.producer.send(Array("[]".utf8), tag: 3)) ?? []).map(\.tag) }
+        try router.set(.receiveTimeout, 400)
+        #expect(try router.receiveMultipart() == nil, "sequence 4 is 3 past the unanswered 1: it must wait")
+        #expect(!sent.isFired)
+        try answer("1")
+        try router.set(.receiveTimeout, 5000)
+        let m = try #require(try router.receiveMultipart(), "answering 1 opens the window")
+        #expect(m[2].string == "4")
+        #expect(sent.waitBlocking(timeout: .seconds(5)))
+        #expect(box.tags.sorted() == [0, 1, 2])
+    }
+
     @Test("a window outside 1...16 is a usage error")
     func windowBounds() throws {
         let context = try Context()

@@ -14,8 +14,11 @@ import ZeroMQ
 ///
 /// Why it is safe: the daemon remembers the last ``ProducerTable/windowLimit`` durable sequences
 /// of each producer, so a batch refused with `retry` (or lost on a broken connection) while later
-/// ones were made durable is still applied when re-sent, and a re-sent durable one never twice.
-/// Hence `window` is at most ``ProducerTable/windowLimit``.
+/// ones were made durable is still applied when re-sent, and a re-sent durable one never twice,
+/// as long as fewer than ``ProducerTable/windowLimit`` later batches overtook it. Hence the window
+/// is counted from the oldest unanswered batch (no sequence `window` or more past it is sent until
+/// it is answered), and `window` is at most ``ProducerTable/windowLimit``. The windowed crash loop
+/// (`Tests/Integration/crash_loop.py ... 8 4`) loses acknowledged batches when either rule is broken.
 ///
 /// Rules it follows (the README's retry rules):
 /// - a reply with `"retry":true` (`storage_unavailable`, `rate_limited`): nothing was recorded;
@@ -101,7 +104,12 @@ final class AckProducer {
     /// - Throws: ``CommandFailure`` when a batch is never answered or the daemon calls the request malformed.
     func send(_ payload: [UInt8], tag: Int) throws -> [Completion] {
         var done: [Completion] = []
-        while inFlight.count >= window { try pump(into: &done) }
+        // The window is anchored at the oldest unanswered batch, as TCP's: the next sequence must
+        // be fewer than `window` past it. Counting only the batches in flight would let later
+        // batches be answered and replaced while one is stuck (refused, or lost with a dead
+        // connection), until more than the daemon's ``ProducerTable/windowLimit`` durable
+        // sequences overtake it and its re-send is answered `already_applied` unapplied.
+        while let oldest = inFlight.first, sequence + 1 - oldest.sequence >= UInt64(window) { try pump(into: &done) }
         sequence += 1
         let entry = InFlight(sequence: sequence, sequenceText: Array(String(sequence).utf8), payload: payload, tag: tag,
                              attempts: 1, sentAt: .now, retryAt: nil)
