@@ -10,8 +10,12 @@ private typealias F = DaemonFixture
 
 @Suite("Acknowledged producer with batches in flight")
 struct CommandAckProducerTests {
-    static func batch(_ range: Range<Int>, _ prefix: String) -> [UInt8] {
-        Array(("[" + range.map { F.payment($0, prefix) }.joined(separator: ",") + "]").utf8)
+    /// A bare ROUTER on a free port: stands for a daemon whose answers the test decides.
+    static func bareRouter(_ context: Context) throws -> (Socket, String) {
+        let router = try Socket(context, .router)
+        try router.set(.receiveTimeout, 5000)
+        try router.bind("tcp://127.0.0.1:*")
+        return (router, try router.lastEndpoint)
     }
 
     @Test("tally send --ack with a window of 4 gets every batch applied once and reports the daemon's counts")
@@ -46,7 +50,7 @@ struct CommandAckProducerTests {
                                        producer: "limited", window: 4, timeout: .seconds(5), retries: 30)
         defer { producer.close() }
         var done: [AckProducer.Completion] = []
-        for k in 0..<6 { done += try producer.send(Self.batch(0..<50, "rl\(k)"), tag: k) }
+        for k in 0..<6 { done += try producer.send(F.paymentBatch(0..<50, "rl\(k)"), tag: k) }
         done += try producer.finish()
         #expect(done.map(\.tag).sorted() == Array(0..<6))
         for d in done { #expect((d.status["accepted"] as? Int) == 50, "batch \(d.tag): \(d.status)") }
@@ -59,11 +63,8 @@ struct CommandAckProducerTests {
     func lazyPirateResendsTheWindow() throws {
         let context = try Context()
         defer { context.shutdown() }
-        // A bare ROUTER stands for a daemon whose first connection dies with the requests in it.
-        let router = try Socket(context, .router)
-        try router.set(.receiveTimeout, 5000)
-        try router.bind("tcp://127.0.0.1:*")
-        let endpoint = try router.lastEndpoint
+        // The ROUTER stands for a daemon whose first connection dies with the requests in it.
+        let (router, endpoint) = try Self.bareRouter(context)
         let producer = try AckProducer(context: context, endpoint: endpoint, producer: "pirate", window: 3,
                                        timeout: .milliseconds(300), retries: 3, firstSequence: 41)
         defer { producer.close() }
@@ -101,10 +102,8 @@ struct CommandAckProducerTests {
     func windowIsAnchoredAtTheOldestUnanswered() throws {
         let context = try Context()
         defer { context.shutdown() }
-        let router = try Socket(context, .router)
-        try router.set(.receiveTimeout, 5000)
-        try router.bind("tcp://127.0.0.1:*")
-        let producer = try AckProducer(context: context, endpoint: try router.lastEndpoint, producer: "stuck", window: 3,
+        let (router, endpoint) = try Self.bareRouter(context)
+        let producer = try AckProducer(context: context, endpoint: endpoint, producer: "stuck", window: 3,
                                        timeout: .seconds(20), retries: 2, firstSequence: 0)
         defer { producer.close() }
         for k in 0..<3 { _ = try producer.send(Array("[]".utf8), tag: k) }

@@ -9,10 +9,6 @@ private typealias F = DaemonFixture
 
 @Suite("Acknowledged ingest with several batches in flight per producer")
 struct DaemonAckWindowTests {
-    static func batch(_ range: Range<Int>, _ prefix: String) -> [UInt8] {
-        Array(("[" + range.map { F.payment($0, prefix) }.joined(separator: ",") + "]").utf8)
-    }
-
     /// Receives one reply `[sequence, status]` (DEALER: an empty delimiter first).
     static func reply(_ dealer: Socket) throws -> (sequence: String, status: String) {
         let parts = try #require(try dealer.receiveMultipart(), "no answer within the receive timeout")
@@ -32,7 +28,7 @@ struct DaemonAckWindowTests {
         defer { dealer.close() }
         let sequences = [101, 102, 103, 103, 104, 105, 106, 107]   // 103 twice: a re-send while the first is in flight
         for q in sequences {
-            try dealer.sendMultipart([[], Array("win".utf8), Array(String(q).utf8), Self.batch(0..<10, "w\(q)")])
+            try dealer.sendMultipart([[], Array("win".utf8), Array(String(q).utf8), F.paymentBatch(0..<10, "w\(q)")])
         }
         var answers: [(String, String)] = []
         for _ in sequences { answers.append(try Self.reply(dealer)) }
@@ -60,7 +56,7 @@ struct DaemonAckWindowTests {
         }
         var sock = try dealer(daemon)
         func send(_ q: Int) throws -> String {
-            try sock.sendMultipart([[], Array("agency".utf8), Array(String(q).utf8), Self.batch(0..<50, "g\(q)")])
+            try sock.sendMultipart([[], Array("agency".utf8), Array(String(q).utf8), F.paymentBatch(0..<50, "g\(q)")])
             let (seq, status) = try Self.reply(sock)
             #expect(seq == String(q))
             return status
