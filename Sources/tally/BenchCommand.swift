@@ -23,6 +23,8 @@ struct BenchCommand: ParsableCommand {
     var batch: Int = 100
     @Flag(name: .long, help: "Use the acknowledged path (group commit).")
     var ack = false
+    @Option(name: .long, help: "With --ack: batches in flight per producer, 1 to 16 (default 4; 1 = wait for each reply).")
+    var window: Int = 4
     @Option(name: .long, help: "Producer threads (default 1).")
     var producers: Int = 1
     @Option(name: .long, help: "Offered load in events/s over all producers (default: as fast as possible).")
@@ -39,6 +41,7 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         guard events >= 100 && events <= 100_000_000 else { throw ValidationError("--events must be between 100 and 100000000") }
         guard batch >= 1 && batch <= 10_000 else { throw ValidationError("--batch must be between 1 and 10000") }
+        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
         guard producers >= 1 && producers <= 64 else { throw ValidationError("--producers must be between 1 and 64") }
         if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive, e.g. 100000") } }
     }
@@ -48,6 +51,7 @@ struct BenchCommand: ParsableCommand {
         o.events = events
         o.batch = batch
         o.acknowledged = ack
+        o.window = window
         o.curve = curve
         o.producers = producers
         o.rate = rate

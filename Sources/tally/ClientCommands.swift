@@ -29,12 +29,15 @@ struct SendCommand: ParsableCommand {
     var timeout: String = "2500ms"
     @Option(name: .long, help: "Attempts per batch with --ack before giving up (default 10).")
     var retries: Int = 10
+    @Option(name: .long, help: "With --ack: batches in flight, 1 to 16 (default 4; 1 = wait for each reply before the next).")
+    var window: Int = 4
     @Argument(help: "NDJSON or JSON-array files; '-' or none reads stdin.")
     var files: [String] = []
 
     func validate() throws {
         guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be between 1 and 100000") }
         guard retries >= 1 else { throw ValidationError("--retries must be at least 1") }
+        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
     }
 
     func run() throws {
@@ -44,6 +47,7 @@ struct SendCommand: ParsableCommand {
         options.producerID = producerId
         options.timeout = try DurationText.parse(timeout, setting: "--timeout")
         options.retries = retries
+        options.window = window
         let events = try Sender.readEvents(files: files)
         let frames = EventInput.frames(events, batch: batch)
         let report = try Sender(options: options).send(frames)

@@ -30,6 +30,8 @@ struct SimulateCommand: ParsableCommand {
     var batch: Int = 100
     @Flag(name: .long, help: "Use the acknowledged path (--to is then the --ingest-ack endpoint); re-send until acknowledged.")
     var ack = false
+    @Option(name: .long, help: "With --ack: batches in flight, 1 to 16 (default 4; 1 = wait for each reply before the next).")
+    var window: Int = 4
     @Option(name: .long, help: "The daemon's ingest endpoint (default \(DefaultEndpoints.ingest); with --ack \(DefaultEndpoints.ingestAck)).")
     var to: String?
     @Option(name: .long, help: "Simulator seed (default \(Simulator.defaultSeed)); the expected report assumes the default.")
@@ -40,6 +42,7 @@ struct SimulateCommand: ParsableCommand {
     func validate() throws {
         guard SimulationProfile.named(profile) != nil else { throw ValidationError("--profile \(profile) is unknown: use april-2024") }
         try validateFeed(scale: scale, rate: rate, max: max, batch: batch)
+        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
     }
 
     func run() throws {
@@ -48,6 +51,7 @@ struct SimulateCommand: ParsableCommand {
         o.rate = max ? nil : (rate ?? 10_000)
         o.batch = batch
         o.acknowledged = ack
+        o.window = window
         o.seed = seed
         o.progress = !quiet
         let report = try SimulationFeeder(options: o).run()

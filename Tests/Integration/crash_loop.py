@@ -6,12 +6,19 @@ seq never went back across restarts. Checkpoints are written every 300 ms (and e
 logged), so the kills land between, during and after checkpoints, and restarts recover from a
 checkpoint plus the log after it.
 
-usage: crash_loop.py TALLY_EXE PROJECT_DIR [ITERATIONS]   (exit 0 = pass)"""
+With WINDOW > 1 each producer keeps that many batches in flight (the README's windowed retry
+rules: on silence reconnect and re-send every unanswered batch in order; on a retryable error
+re-send that batch). A batch that was durable but not the producer's newest is then answered
+`already_applied` when re-sent after a crash: accepted as final, and the totals check that
+nothing was lost (a never-durable batch answered `already_applied` would leave the count short).
+
+usage: crash_loop.py TALLY_EXE PROJECT_DIR [ITERATIONS] [WINDOW]   (exit 0 = pass)"""
 import json, os, random, re, sys, tempfile, threading, time
 from tally_harness import Daemon, zmq, payment, value, check
 
 exe, project = sys.argv[1], sys.argv[2]
 iterations = int(sys.argv[3]) if len(sys.argv) > 3 else 8
+window = int(sys.argv[4]) if len(sys.argv) > 4 else 1
 PRODUCERS, BATCHES, PER_BATCH = 3, 100000, 20
 load_over = threading.Event()
 retries = [0]
@@ -66,9 +73,70 @@ def producer(k):
         sock.close()
 
 
+def windowed_producer(k):
+    """Up to `window` batches in flight, counted from the oldest unanswered one; on 400 ms of silence a new socket re-sends every
+    unanswered batch in order; a retryable error re-sends that batch alone."""
+    pid = f"crash-producer-{k}".encode()
+    sock, inflight, seq, resends = None, {}, 0, 0   # inflight: seq -> [payload, sent_at, retry_at]
+
+    def connect():
+        s = ctx.socket(zmq.DEALER)
+        s.linger = 0
+        s.connect(d.ep["ack"])
+        return s
+
+    sock = connect()
+    while not (load_over.is_set() and not inflight):
+        # The window is anchored at the oldest unanswered batch (as TCP's): at most `window`
+        # sequences from it on, so a stuck batch is never overtaken by more than window - 1.
+        while not load_over.is_set() and seq + 1 - min(inflight, default=seq + 1) < window and seq < BATCHES:
+            seq += 1
+            events = [payment(seq * 1000 + i, f"p{k}", amount=100 + k, second=seq) for i in range(PER_BATCH)]
+            payload = json.dumps(events).encode()
+            sock.send_multipart([b"", pid, str(seq).encode(), payload])
+            inflight[seq] = [payload, time.monotonic(), None]
+            time.sleep(random.uniform(0, 0.004))
+        if not inflight:
+            time.sleep(0.01)
+            continue
+        if sock.poll(50):
+            while True:
+                try:
+                    frames = sock.recv_multipart(zmq.NOBLOCK)
+                except zmq.Again:
+                    break
+                q = int(frames[-2])
+                if q not in inflight or inflight[q][2] is not None:
+                    continue                    # a late answer to an earlier attempt
+                reply = json.loads(frames[-1])
+                if "error" in reply:            # storage trouble: this batch again, a little later
+                    inflight[q][2] = time.monotonic() + 0.05
+                    continue
+                results[(k, q)] = reply
+                del inflight[q]
+        now = time.monotonic()
+        for q in sorted(inflight):
+            if inflight[q][2] is not None and now >= inflight[q][2]:
+                inflight[q][1], inflight[q][2] = now, None
+                sock.send_multipart([b"", pid, str(q).encode(), inflight[q][0]])
+        if any(v[2] is None and now - v[1] > 0.4 for v in inflight.values()):
+            sock.close()
+            sock = connect()
+            retries[0] += 1
+            resends += 1
+            if resends > 400:
+                errors.append(f"producer {k}: batches never acknowledged: {sorted(inflight)[:5]}")
+                return
+            for q in sorted(inflight):
+                if inflight[q][2] is None:
+                    inflight[q][1] = now
+                    sock.send_multipart([b"", pid, str(q).encode(), inflight[q][0]])
+    sock.close()
+
+
 try:
     d.start()
-    threads = [threading.Thread(target=producer, args=(k,)) for k in range(PRODUCERS)]
+    threads = [threading.Thread(target=producer if window == 1 else windowed_producer, args=(k,)) for k in range(PRODUCERS)]
     for t in threads:
         t.start()
     seqs = []
@@ -92,9 +160,17 @@ try:
     check(all(len([1 for (k, q) in results if k == p]) == n for p, n in enumerate(per_producer)),
           "a producer has a gap in its acknowledged sequences")
     total = len(results) * PER_BATCH
-    wrong = {k: r for k, r in results.items() if r.get("accepted") != PER_BATCH or r.get("duplicates")}
+    # With a window, a durable batch re-sent after a crash that was not its producer's newest is
+    # answered already_applied (only the newest reply is kept): final, and the totals below check it.
+    wrong = {k: r for k, r in results.items()
+             if not (window > 1 and r.get("already_applied")) and (r.get("accepted") != PER_BATCH or r.get("duplicates"))}
     check(not wrong, f"{len(wrong)} batch(es) answered with other counts than {PER_BATCH} accepted (applied twice?): {list(wrong.items())[:3]}")
-    s = d.wait_for(lambda s: value(s, "dvc.online_payments") >= total, timeout=15, what=f"{total} payments")
+    try:
+        s = d.wait_for(lambda s: value(s, "dvc.online_payments") >= total, timeout=15, what=f"{total} payments")
+    except AssertionError:
+        s = d.snapshot()
+        aa = sorted(k for k, r in results.items() if r.get("already_applied"))
+        raise AssertionError(f"payments {s and value(s, 'dvc.online_payments')} != {total} acknowledged ({len(results)} batches of {PER_BATCH}); answered already_applied: {aa}")
     time.sleep(0.3)
     s = d.snapshot()
     check(value(s, "dvc.online_payments") == total, f"payments {value(s, 'dvc.online_payments')} != {total}")
@@ -111,7 +187,7 @@ try:
     check(from_checkpoint >= iterations // 2,
           f"only {from_checkpoint} of {iterations + 1} restarts recovered from a checkpoint: the loop must cross checkpoints")
     check(len([n for n in os.listdir(os.path.join(tmp, "state")) if n.startswith("checkpoint-")]) == 2, "the newest two checkpoints are kept")
-    print(f"crash_loop: ok ({iterations} kill -9 under load, {retries[0]} producer re-sends, {total} events acknowledged and counted once, seqs {seqs[0]}..{seqs[-1]}, {from_checkpoint} restarts from a checkpoint)")
+    print(f"crash_loop: ok (window {window}, {iterations} kill -9 under load, {retries[0]} producer re-sends, {total} events acknowledged and counted once, seqs {seqs[0]}..{seqs[-1]}, {from_checkpoint} restarts from a checkpoint)")
 except AssertionError as e:
     print(f"crash_loop: FAILED: {e}\n--- daemon log ---\n{d.tail()}")
     sys.exit(1)

@@ -48,6 +48,11 @@ enum DaemonFixture {
         #"{"specversion":"1.0","id":"\#(prefix)-\#(i)","source":"dvc/portal","type":"dvc.payment.completed","time":"2024-04-15T10:00:00+07:00","data":{"payment":"p\#(i)","amount_vnd":\#(amount)}}"#
     }
 
+    /// A CloudEvents JSON batch of `payment`s, as bytes (an acknowledged payload).
+    static func paymentBatch(_ range: Range<Int>, _ prefix: String) -> [UInt8] {
+        Array(("[" + range.map { payment($0, prefix) }.joined(separator: ",") + "]").utf8)
+    }
+
     static func ask(_ context: Context, _ endpoint: String) throws -> [UInt8] {
         let d = try Socket(context, .dealer)
         try d.set(.receiveTimeout, 3000)

@@ -35,14 +35,64 @@ struct DurabilityProducerTableTests {
         #expect(table.entries.map { String(decoding: $0.producer, as: UTF8.self) } == ["c", "a", "d"])
     }
 
+    @Test("a batch overtaken by a later one of the same producer is still applied when re-sent, once")
+    func gapIsAppliedOnce() {
+        var table = ProducerTable()
+        table.record(producer: p1, sequence: 10, reply: Array("r10".utf8))
+        // 11 was refused (rate_limited, storage_unavailable) or lost on a broken connection while
+        // 12 and 13, in flight behind it, were made durable.
+        table.record(producer: p1, sequence: 12, reply: Array("r12".utf8))
+        table.record(producer: p1, sequence: 13, reply: Array("r13".utf8))
+        #expect(table.check(producer: p1, sequence: 11) == .apply, "never durable: the re-send is new work")
+        #expect(table.check(producer: p1, sequence: 12) == .alreadyApplied(lastSequence: 13))
+        #expect(table.check(producer: p1, sequence: 10) == .alreadyApplied(lastSequence: 13))
+        #expect(table.check(producer: p1, sequence: 9) == .apply, "below the window but never seen: a producer's first batches may arrive late too")
+        table.record(producer: p1, sequence: 11, reply: Array("r11".utf8))
+        #expect(table.check(producer: p1, sequence: 11) == .alreadyApplied(lastSequence: 13), "once durable, never applied again")
+        #expect(table.check(producer: p1, sequence: 13) == .resend(reply: Array("r13".utf8)), "the newest reply stays the newest sequence's")
+        #expect(table.window(of: p1)?.recent == [10, 11, 12, 13])
+    }
+
+    @Test("sequences that fall out of the window count as applied, so the window bounds memory")
+    func windowIsBounded() {
+        var table = ProducerTable()
+        let n = UInt64(ProducerTable.windowLimit)
+        for q in 1...(n + 5) where q != 3 { table.record(producer: p1, sequence: q * 2, reply: []) }
+        let window = try! #require(table.window(of: p1))
+        #expect(window.recent.count == ProducerTable.windowLimit)
+        #expect(window.floor == window.recent.first! - 1, "the floor is just past the last sequence forgotten (sequences here are even)")
+        #expect(table.check(producer: p1, sequence: 6) == .alreadyApplied(lastSequence: (n + 5) * 2), "a gap older than the window can no longer be told apart")
+        #expect(table.check(producer: p1, sequence: window.recent[1] - 1) == .apply, "a gap inside the window is still new work")
+        table.record(producer: p1, sequence: 1, reply: [])
+        #expect(table.window(of: p1)!.recent.count == ProducerTable.windowLimit, "recording below the floor changes nothing")
+    }
+
+    @Test("a table written before windows reads back with every older sequence taken as applied")
+    func versionOneTables() throws {
+        var v1: [UInt8] = Array("TPRD".utf8)
+        func u32(_ x: UInt32) { withUnsafeBytes(of: x.littleEndian) { v1.append(contentsOf: $0) } }
+        func u64(_ x: UInt64) { withUnsafeBytes(of: x.littleEndian) { v1.append(contentsOf: $0) } }
+        u32(1); u32(1)
+        u32(UInt32(p1.count)); v1.append(contentsOf: p1); u64(50); u32(2); v1.append(contentsOf: [7, 8])
+        let table = try ProducerTable(deserializing: v1[...])
+        #expect(table.check(producer: p1, sequence: 50) == .resend(reply: [7, 8]))
+        #expect(table.check(producer: p1, sequence: 49) == .alreadyApplied(lastSequence: 50))
+        #expect(table.check(producer: p1, sequence: 51) == .apply)
+        #expect(try ProducerTable(deserializing: table.serialized()[...]) == table)
+    }
+
     @Test("serialization round-trips ids, sequences, replies and LRU order, and rejects damaged bytes")
     func serialization() throws {
         var table = ProducerTable(capacity: 10)
         for i in 0..<7 { table.record(producer: Array("p\(i)".utf8), sequence: UInt64(i * 3 + 1), reply: walSamplePayload(i)) }
         table.record(producer: Array("p2".utf8), sequence: 100, reply: [1, 2])
+        table.record(producer: Array("p2".utf8), sequence: 98, reply: [3])   // a gap filled: part of the window
+        for q in 200..<230 { table.record(producer: Array("p5".utf8), sequence: UInt64(q), reply: []) }   // a full window and a floor
         let bytes = table.serialized()
         let back = try ProducerTable(deserializing: bytes[...], capacity: 10)
         #expect(back == table)
+        #expect(back.window(of: Array("p2".utf8))?.recent == [7, 98, 100])
+        #expect(back.check(producer: Array("p5".utf8), sequence: 205) == .alreadyApplied(lastSequence: 229))
         #expect(throws: DurabilityError.self) { try ProducerTable(deserializing: bytes.dropLast(), capacity: 10) }
         var bad = bytes
         bad[0] ^= 1

@@ -30,6 +30,8 @@ public enum Bench {
         public var events = 200_000
         public var batch = 100
         public var acknowledged = false
+        /// Acknowledged batches in flight per producer (``AckProducer``).
+        public var window = 4
         public var producers = 1
         /// Total events/s over all producers; nil = as fast as possible.
         public var rate: Int?
@@ -44,6 +46,8 @@ public enum Bench {
         public var events: Int
         public var batch: Int
         public var acknowledged: Bool
+        /// Acknowledged batches in flight per producer (nil for fire-and-forget).
+        public var window: Int?
         public var curve: Bool
         public var producers: Int
         public var rate: Int?
@@ -60,7 +64,7 @@ public enum Bench {
         public var rejected: Int
 
         enum CodingKeys: String, CodingKey {
-            case events, batch, acknowledged, curve, producers, rate, seconds, accepted, rejected
+            case events, batch, acknowledged, window, curve, producers, rate, seconds, accepted, rejected
             case snapshotIntervalMs = "snapshot_interval_ms"
             case eventsPerSecond = "events_per_second"
             case latencyP50Ms = "latency_p50_ms"
@@ -76,7 +80,7 @@ public enum Bench {
             func f(_ x: Double, _ d: Int = 1) -> String { String(format: "%.\(d)f", x) }
             let rows: [(String, String)] = [
                 ("events", NumberText.grouped(events)),
-                ("path", acknowledged ? "acknowledged (ROUTER), \(producers) producer(s)" : "fire-and-forget (PUSH/PULL), \(producers) producer(s)"),
+                ("path", acknowledged ? "acknowledged (ROUTER), \(producers) producer(s), \(window ?? 1) batch(es) in flight each" : "fire-and-forget (PUSH/PULL), \(producers) producer(s)"),
                 ("events per frame", "\(batch)"),
                 ("transport", curve ? "tcp loopback, CURVE on every endpoint (ZAP allow-list)" : "tcp loopback, plain"),
                 ("offered rate", rate.map { "\(NumberText.grouped($0)) events/s" } ?? "as fast as possible"),
@@ -165,6 +169,7 @@ public enum Bench {
                                               endpoint: options.acknowledged ? (e.ingestAck ?? "") : e.ingest[0])
             fo.batch = options.batch
             fo.acknowledged = options.acknowledged
+            fo.window = options.window
             fo.progress = false
             fo.limit = options.events
             fo.share = (k, options.producers)
@@ -247,7 +252,8 @@ public enum Bench {
         let wal = Self.walBytes(dir)
         let stats = daemon.stats.withLock { $0 }
         return Result(
-            events: sentEvents, batch: options.batch, acknowledged: options.acknowledged, curve: options.curve, producers: options.producers,
+            events: sentEvents, batch: options.batch, acknowledged: options.acknowledged,
+            window: options.acknowledged ? options.window : nil, curve: options.curve, producers: options.producers,
             rate: options.rate, snapshotIntervalMs: Int(options.snapshotInterval.microseconds / 1000),
             eventsPerSecond: seconds > 0 ? Double(sentEvents) / seconds : 0, seconds: seconds,
             latencyP50Ms: percentile(0.5), latencyP99Ms: percentile(0.99), latencyMaxMs: latencies.last?.ms ?? 0,

@@ -4,8 +4,9 @@ import ZeroMQ
 // MARK: - Sender (`tally send`)
 
 /// Sends events to a daemon: fire-and-forget over PUSH, or acknowledged over DEALER with the
-/// ZeroMQ guide's Lazy Pirate retries (wait for the reply; on timeout close the socket, reconnect
-/// and re-send the same sequence, which the daemon answers again without applying it twice).
+/// ZeroMQ guide's Lazy Pirate retries with a window of batches in flight (``AckProducer``: on a
+/// silence close the socket, reconnect and re-send the same sequences, which the daemon answers
+/// again without applying them twice).
 public struct Sender {
     public struct Options: Sendable {
         public var endpoint: String
@@ -17,6 +18,9 @@ public struct Sender {
         public var timeout: Duration = .milliseconds(2500)
         /// Attempts per batch before giving up (exit 1).
         public var retries: Int = 10
+        /// Acknowledged batches in flight (1 = wait for each reply before the next batch), at
+        /// most ``ProducerTable/windowLimit``: see ``AckProducer``.
+        public var window: Int = 4
         public init(endpoint: String) { self.endpoint = endpoint }
     }
 
@@ -77,73 +81,23 @@ public struct Sender {
             push.close()
             return report
         }
-        let producer = options.producerID ?? defaultProducerID()
-        // Sequences must increase per producer across runs: start from the wall clock (µs).
-        var sequence = UInt64(Clocks.wallMicros())
-        var socket = try dealer(context)
+        let producer = try AckProducer(context: context, endpoint: options.endpoint, producer: options.producerID ?? defaultProducerID(),
+                                       window: options.window, timeout: options.timeout, retries: options.retries)
+        defer { producer.close() }
         for (index, f) in frames.enumerated() {
-            sequence += 1
-            let seqText = Array(String(sequence).utf8)
-            var attempt = 0
-            while true {
-                attempt += 1
-                try socket.sendMultipart([Array(producer.utf8), seqText, f.payload])
-                if let reply = try awaitReply(socket, sequence: seqText) {
-                    // `storage_unavailable` / `rate_limited`: nothing was applied; the same sequence later.
-                    if let error = reply["error"] as? [String: Any], error["retry"] as? Bool == true, attempt < options.retries {
-                        report.retries += 1
-                        Thread.sleep(forTimeInterval: min(2.0, 0.1 * Double(attempt)))
-                        continue
-                    }
-                    merge(reply, frame: index, into: &report)
-                    break
-                }
-                guard attempt < options.retries else {
-                    throw CommandFailure(code: 1, "no acknowledgement for batch \(index) (sequence \(sequence)) after \(attempt) attempts: is the daemon running with --ingest-ack \(options.endpoint)?")
-                }
-                report.retries += 1
-                // Lazy Pirate: the socket may hold a stale request; start over with a new one.
-                socket.close()
-                socket = try dealer(context)
-            }
+            for done in try producer.send(f.payload, tag: index) { merge(done.status, frame: done.tag, into: &report) }
             report.events += f.events
             report.frames += 1
         }
-        socket.close()
+        for done in try producer.finish() { merge(done.status, frame: done.tag, into: &report) }
+        report.retries = producer.resends
         return report
-    }
-
-    private func dealer(_ context: Context) throws -> Socket {
-        let s = try Socket(context, .dealer)
-        try s.set(.linger, 0)
-        try connect(s)
-        return s
     }
 
     private func connect(_ s: Socket) throws {
         do { try s.connect(options.endpoint) } catch {
             throw CommandFailure(code: 2, "--to \(options.endpoint) is not a usable endpoint (\(error)): write e.g. tcp://127.0.0.1:7701")
         }
-    }
-
-    /// Waits for `[sequence, status]` matching `sequence`; stale replies (of an earlier attempt) are skipped.
-    private func awaitReply(_ socket: Socket, sequence: [UInt8]) throws -> [String: Any]? {
-        var poller = Poller()
-        poller.add(socket, .pollIn)
-        let deadline = ContinuousClock.now + options.timeout
-        while ContinuousClock.now < deadline {
-            let left = deadline - ContinuousClock.now
-            guard try poller.poll(timeoutMilliseconds: max(1, Int(left.millisecondsRoundedUp))) > 0 else { continue }
-            guard let parts = try socket.receiveMultipart(flags: .dontWait) else { continue }
-            let body = parts.first?.count == 0 ? Array(parts.dropFirst()) : parts
-            if body.count == 1 {   // an error object for a malformed request
-                throw CommandFailure(code: 1, "the daemon refused the request: \(body[0].string)")
-            }
-            guard body.count == 2, body[0].bytes == sequence else { continue }
-            let obj = (try? JSONSerialization.jsonObject(with: Data(body[1].bytes))) as? [String: Any]
-            return obj ?? ["error": body[1].string]
-        }
-        return nil
     }
 
     private func merge(_ status: [String: Any], frame: Int, into r: inout Report) {

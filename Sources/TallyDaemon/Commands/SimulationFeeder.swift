@@ -23,6 +23,8 @@ public struct SimulationFeeder: Sendable {
         public var batch = 100
         /// The acknowledged path (DEALER, `[producer-id, sequence, payload]`, retried until answered).
         public var acknowledged = false
+        /// Acknowledged batches in flight (``AckProducer``), 1...``ProducerTable/windowLimit``.
+        public var window = 4
         public var endpoint: String
         /// Print the progress line on stderr.
         public var progress = true
@@ -82,7 +84,7 @@ public struct SimulationFeeder: Sendable {
         var bucket = SendPacer(rate: options.rate, burst: max(options.batch, (options.rate ?? 0) / 20))
         let sender: any FrameSink = options.acknowledged
             ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? Self.defaultProducerID(),
-                          curve: options.curve)
+                          window: options.window, curve: options.curve)
             : try PushSink(context: context, endpoint: options.endpoint, curve: options.curve)
         defer { sender.close() }
         var frameIndex = -1
@@ -103,7 +105,7 @@ public struct SimulationFeeder: Sendable {
             onFrame?(report.events, Int64(now))
             progress.update(sent: report.events, elapsedMicros: MonotonicClock.microseconds() &- start)
         }
-        try sender.finish()
+        try sender.finish(report: &report)
         report.seconds = Double(MonotonicClock.microseconds() &- start) / 1e6
         progress.finish(sent: report.events, elapsedMicros: MonotonicClock.microseconds() &- start)
         return report
@@ -215,7 +217,7 @@ enum NumberText {
 protocol FrameSink {
     func send(_ frame: [UInt8], events: Int, report: inout SimulationFeeder.Report) throws
     /// Waits until what was sent is delivered (PUSH linger) or answered.
-    func finish() throws
+    func finish(report: inout SimulationFeeder.Report) throws
     func close()
 }
 
@@ -242,69 +244,41 @@ final class PushSink: FrameSink {
         }
     }
 
-    func finish() throws {}
+    func finish(report: inout SimulationFeeder.Report) throws {}
     func close() { socket.close() }
 }
 
-/// Acknowledged: DEALER, one batch in flight, Lazy Pirate re-send on 2.5 s of silence.
+/// Acknowledged: DEALER, `window` batches in flight, Lazy Pirate re-send on 2.5 s of silence
+/// (``AckProducer``). A batch still refused after 20 attempts stops the feeder.
 final class AckSink: FrameSink {
-    let context: Context
+    let producer: AckProducer
     let endpoint: String
-    let producer: [UInt8]
-    let curve: CurveClientKeys?
-    var socket: Socket
-    var sequence: UInt64
 
-    init(context: Context, endpoint: String, producer: String, curve: CurveClientKeys? = nil) throws {
-        self.context = context
+    init(context: Context, endpoint: String, producer: String, window: Int = 1, curve: CurveClientKeys? = nil) throws {
         self.endpoint = endpoint
-        self.producer = Array(producer.utf8)
-        self.curve = curve
-        socket = try Self.dealer(context, endpoint, curve: curve)
-        sequence = UInt64(Clocks.wallMicros())   // increases across runs of the same producer id
-    }
-
-    static func dealer(_ context: Context, _ endpoint: String, curve: CurveClientKeys? = nil) throws -> Socket {
-        let s = try Socket(context, .dealer)
-        try s.set(.linger, 0)
-        try curve?.configure(s)
-        do { try s.connect(endpoint) } catch {
-            throw CommandFailure(code: 2, "--to \(endpoint) is not a usable endpoint (\(error)): write e.g. \(DefaultEndpoints.ingestAck)")
-        }
-        return s
+        self.producer = try AckProducer(context: context, endpoint: endpoint, producer: producer, window: window,
+                                        timeout: .milliseconds(2500), retries: 20, curve: curve)
     }
 
     func send(_ frame: [UInt8], events: Int, report: inout SimulationFeeder.Report) throws {
-        sequence += 1
-        let seqText = Array(String(sequence).utf8)
-        for attempt in 1...20 {
-            try socket.sendMultipart([[], producer, seqText, frame])
-            var poller = Poller()
-            poller.add(socket, .pollIn)
-            let deadline = ContinuousClock.now + .milliseconds(2500)
-            while ContinuousClock.now < deadline {
-                guard try poller.poll(timeoutMilliseconds: 100) > 0, let parts = try socket.receiveMultipart(flags: .dontWait) else { continue }
-                let body = parts.filter { $0.count > 0 }
-                guard body.count == 2, body[0].bytes == seqText else { continue }
-                let status = (try? JSONSerialization.jsonObject(with: Data(body[1].bytes))) as? [String: Any] ?? [:]
-                if status["error"] != nil {   // storage trouble or rate_limited: the same sequence, a little later
-                    Thread.sleep(forTimeInterval: min(2.0, 0.1 * Double(attempt)))
-                    break
-                }
-                report.rejected += (status["rejected"] as? [Any])?.count ?? 0
-                return
-            }
-            if attempt < 20 {
-                report.retries += 1
-                socket.close()
-                socket = try Self.dealer(context, endpoint, curve: curve)
-            }
-        }
-        throw CommandFailure(code: 1, "batch \(report.frames) (sequence \(sequence)) was never acknowledged: is the daemon running with --ingest-ack \(endpoint)?")
+        try account(producer.send(frame, tag: report.frames), &report)
     }
 
-    func finish() throws {}
-    func close() { socket.close() }
+    func finish(report: inout SimulationFeeder.Report) throws {
+        try account(producer.finish(), &report)
+    }
+
+    private func account(_ done: [AckProducer.Completion], _ report: inout SimulationFeeder.Report) throws {
+        report.retries = producer.resends
+        for d in done {
+            if let error = d.status["error"] {
+                throw CommandFailure(code: 1, "batch \(d.tag) (sequence \(d.sequence)) was not applied after 20 attempts: \(error)")
+            }
+            report.rejected += (d.status["rejected"] as? [Any])?.count ?? 0
+        }
+    }
+
+    func close() { producer.close() }
 }
 
 // MARK: - CURVE client

@@ -621,30 +621,24 @@ public final class Daemon: @unchecked Sendable {
                 var pending = PendingAck(envelope: request.envelope, sequenceText: request.sequenceText,
                                          producer: request.producer, sequence: request.sequence,
                                          frame: -1, cachedReply: nil)
-                if let earlier = batch.pendingByProducer[request.producer] {
-                    let e = batch.pendingAcks[earlier]
-                    if request.sequence == e.sequence {
-                        pending.sameAs = earlier
-                        batch.pendingAcks.append(pending)
-                        continue
-                    }
-                    if request.sequence < e.sequence {
-                        pending.cachedReply = AckStatus.alreadyApplied(lastSequence: e.sequence)
-                        batch.pendingAcks.append(pending)
-                        continue
-                    }
-                } else {
-                    switch d.producers.check(producer: request.producer, sequence: request.sequence) {
-                    case .apply: break
-                    case .resend(let reply):
-                        pending.cachedReply = reply
-                        batch.pendingAcks.append(pending)
-                        continue
-                    case .alreadyApplied(let last):
-                        pending.cachedReply = AckStatus.alreadyApplied(lastSequence: last)
-                        batch.pendingAcks.append(pending)
-                        continue
-                    }
+                let key = PendingKey(producer: request.producer, sequence: request.sequence)
+                if let earlier = batch.pendingBySequence[key] {
+                    pending.sameAs = earlier   // the same batch twice in one drain: one apply, two replies
+                    batch.pendingAcks.append(pending)
+                    continue
+                }
+                // Other batches of this producer pending in the drain have other sequences, so the
+                // table alone decides (a lower sequence than theirs may be a gap being filled).
+                switch d.producers.check(producer: request.producer, sequence: request.sequence) {
+                case .apply: break
+                case .resend(let reply):
+                    pending.cachedReply = reply
+                    batch.pendingAcks.append(pending)
+                    continue
+                case .alreadyApplied(let last):
+                    pending.cachedReply = AckStatus.alreadyApplied(lastSequence: last)
+                    batch.pendingAcks.append(pending)
+                    continue
                 }
                 let size = request.payload.count
                 if size > d.settings.maxMessageSize {
@@ -668,7 +662,7 @@ public final class Daemon: @unchecked Sendable {
                     batch.restrictLast(to: prefixes)
                 }
                 pending.frame = batch.frames.count - 1
-                batch.pendingByProducer[request.producer] = batch.pendingAcks.count
+                batch.pendingBySequence[key] = batch.pendingAcks.count
                 batch.pendingAcks.append(pending)
                 batch.needsSync = true
             }

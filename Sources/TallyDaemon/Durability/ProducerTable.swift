@@ -1,18 +1,31 @@
 // MARK: - ProducerTable
 
-/// Per acknowledged producer: the last durable batch sequence and the status reply sent for it.
+/// Per acknowledged producer: the recent durable batch sequences and the status reply sent for
+/// the newest one.
 ///
-/// This is what makes a retry idempotent. For a batch `(producer, sequence)`:
-/// - `sequence > last` → `.apply`: new work; apply it, then `record(...)` the reply once durable.
-/// - `sequence == last` → `.resend(reply)`: the same batch again (its reply was lost); answer
+/// This is what makes a retry idempotent, also for a producer with several batches in flight
+/// (a window, like Kafka's idempotent producer): for a batch `(producer, sequence)`:
+/// - `sequence > newest` → `.apply`: new work; apply it, then `record(...)` the reply once durable.
+/// - `sequence == newest` → `.resend(reply)`: the same batch again (its reply was lost); answer
 ///   the stored reply bytes again, apply zero more times.
-/// - `sequence < last` → `.alreadyApplied(last:)`: an older batch. Only the newest reply is kept,
-///   so the daemon answers a status saying "already applied" (not the original counts).
+/// - `sequence < newest` and one of the last ``windowLimit`` durable sequences, or below all of
+///   them (the `floor`) → `.alreadyApplied(last:)`. Only the newest reply is kept, so the daemon
+///   answers a status saying "already applied" (not the original counts).
+/// - `sequence < newest` but never made durable (a gap: the batch was refused with `retry`, or
+///   lost on a broken connection, while a later batch of the same producer was made durable)
+///   → `.apply`. This is why the table keeps a window and not only the newest sequence: with
+///   only the newest, the re-send of a refused batch overtaken by a later one would be answered
+///   "already applied" and its events lost.
+///
+/// The guarantee: a batch is applied at most once, and a batch that was never made durable is
+/// applied when re-sent, as long as fewer than ``windowLimit`` later batches of the same producer
+/// were made durable in between (a producer keeps at most ``windowLimit`` batches in flight).
 ///
 /// Bounded: at most `capacity` producers (default 100,000). When a new producer arrives at the
 /// cap, the least recently used one is evicted; if that producer later re-sends an old batch it
 /// would be applied again, so size the cap well above the number of producers active within a
-/// retry horizon. Memory: about 80 bytes + id length + reply length per producer.
+/// retry horizon. Memory: about 80 bytes + id length + reply length per producer, plus 8 bytes
+/// per remembered sequence (at most ``windowLimit``: 128 bytes).
 ///
 /// Serialized into every checkpoint (`serialized()`, LRU order kept) and rebuilt on replay by
 /// running `check`/`record` over the `batch` records after the checkpoint, so it survives
@@ -26,11 +39,22 @@ public struct ProducerTable: Sendable, Equatable {
 
     struct Slot: Sendable, Equatable {
         var id: [UInt8]
+        /// The newest durable sequence.
         var sequence: UInt64
+        /// The reply sent for `sequence`.
         var reply: [UInt8]
+        /// The last durable sequences, ascending, `sequence` included (at most ``windowLimit``).
+        var recent: [UInt64]
+        /// Sequences below this one are taken as applied (they fell out of `recent`, or the table
+        /// was written before windows existed, when every sequence below the newest counted as applied).
+        var floor: UInt64
         var prev: Int  // towards least recently used, -1 = none
         var next: Int  // towards most recently used, -1 = none
     }
+
+    /// How many durable sequences are remembered per producer: the largest window of batches in
+    /// flight for which a re-sent, never-durable batch is still told apart from an applied one.
+    public static let windowLimit = 16
 
     public let capacity: Int
     var slots: [Slot] = []
@@ -52,13 +76,26 @@ public struct ProducerTable: Sendable, Equatable {
     public var count: Int { index.count }
 
     /// What to do with a batch; does not change the table (a read of recency is not a use).
-    /// - Complexity: O(id length) for the hash.
+    /// - Complexity: O(id length) for the hash, plus O(log ``windowLimit``) for an older sequence.
     public func check(producer: [UInt8], sequence: UInt64) -> Decision {
         guard let i = index[producer] else { return .apply }
         let slot = slots[i]
         if sequence > slot.sequence { return .apply }
         if sequence == slot.sequence { return .resend(reply: slot.reply) }
-        return .alreadyApplied(lastSequence: slot.sequence)
+        if sequence < slot.floor || Self.contains(slot.recent, sequence) {
+            return .alreadyApplied(lastSequence: slot.sequence)
+        }
+        return .apply   // a gap: never made durable, overtaken by a later batch
+    }
+
+    /// Binary search in an ascending array.
+    private static func contains(_ sorted: [UInt64], _ x: UInt64) -> Bool {
+        var lo = 0, hi = sorted.count
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            if sorted[mid] < x { lo = mid + 1 } else { hi = mid }
+        }
+        return lo < sorted.count && sorted[lo] == x
     }
 
     /// The last durable sequence of `producer`, if tracked.
@@ -68,26 +105,44 @@ public struct ProducerTable: Sendable, Equatable {
 
     /// Records that `(producer, sequence)` is durable and applied, with the reply sent for it.
     /// Marks the producer most recently used; evicts the least recently used one at the cap.
-    /// A sequence not greater than the stored one is ignored (records only move forward).
-    /// - Complexity: O(id length) amortized.
+    /// A sequence already remembered, or below the floor, changes nothing; an older sequence
+    /// that fills a gap is remembered (the newest reply stays the newest sequence's).
+    /// - Complexity: O(id length) amortized, plus O(``windowLimit``) to keep `recent` sorted.
     public mutating func record(producer: [UInt8], sequence: UInt64, reply: [UInt8]) {
         if let i = index[producer] {
-            guard sequence > slots[i].sequence else { return }
-            slots[i].sequence = sequence
-            slots[i].reply = reply
+            guard sequence >= slots[i].floor else { return }
+            var at = slots[i].recent.count
+            while at > 0, slots[i].recent[at - 1] >= sequence {
+                if slots[i].recent[at - 1] == sequence { return }
+                at -= 1
+            }
+            slots[i].recent.insert(sequence, at: at)
+            if slots[i].recent.count > Self.windowLimit {
+                let dropped = slots[i].recent.removeFirst()
+                slots[i].floor = dropped + 1   // dropped < the newest sequence: no overflow
+            }
+            if sequence > slots[i].sequence {
+                slots[i].sequence = sequence
+                slots[i].reply = reply
+            }
             moveToTail(i)
             return
         }
+        adopt(Slot(id: producer, sequence: sequence, reply: reply, recent: [sequence], floor: 0, prev: -1, next: -1))
+    }
+
+    /// Adds a slot for a producer not in the table, as most recently used (evicting at the cap).
+    private mutating func adopt(_ slot: Slot) {
         if index.count >= capacity, head >= 0 {
             let victim = head
             unlink(victim)
             index[slots[victim].id] = nil
             slots[victim].id = []
             slots[victim].reply = []
+            slots[victim].recent = []
             free.append(victim)
             evictions += 1
         }
-        let slot = Slot(id: producer, sequence: sequence, reply: reply, prev: -1, next: -1)
         let i: Int
         if let reused = free.popLast() {
             slots[reused] = slot
@@ -96,7 +151,7 @@ public struct ProducerTable: Sendable, Equatable {
             slots.append(slot)
             i = slots.count - 1
         }
-        index[producer] = i
+        index[slot.id] = i
         linkAtTail(i)
     }
 
@@ -135,8 +190,21 @@ public struct ProducerTable: Sendable, Equatable {
         return result
     }
 
+    /// The remembered durable sequences of `producer` (ascending) and its floor, if tracked.
+    public func window(of producer: [UInt8]) -> (recent: [UInt64], floor: UInt64)? {
+        index[producer].map { (slots[$0].recent, slots[$0].floor) }
+    }
+
     public static func == (a: ProducerTable, b: ProducerTable) -> Bool {
-        a.capacity == b.capacity && a.entries.elementsEqual(b.entries) { $0.producer == $1.producer && $0.sequence == $1.sequence && $0.reply == $1.reply }
+        guard a.capacity == b.capacity, a.count == b.count else { return false }
+        var i = a.head, j = b.head
+        while i >= 0, j >= 0 {
+            let x = a.slots[i], y = b.slots[j]
+            guard x.id == y.id, x.sequence == y.sequence, x.reply == y.reply, x.recent == y.recent, x.floor == y.floor else { return false }
+            i = x.next
+            j = y.next
+        }
+        return i < 0 && j < 0
     }
 
     // MARK: Serialization
@@ -144,11 +212,12 @@ public struct ProducerTable: Sendable, Equatable {
     static let magic: [UInt8] = Array("TPRD".utf8)
 
     /// `[magic "TPRD"][version u32][count u32]` then per producer, least recently used first:
-    /// `[id length u32][id][sequence u64][reply length u32][reply]`.
+    /// `[id length u32][id][sequence u64][reply length u32][reply][floor u64][n u32][n × sequence u64]`
+    /// (version 2; version 1, read for checkpoints written before windows, stops after `reply`).
     /// - Complexity: O(total bytes).
     public func serialized() -> [UInt8] {
         var out: [UInt8] = Self.magic
-        ByteCoding.append(UInt32(1), to: &out)
+        ByteCoding.append(UInt32(2), to: &out)
         ByteCoding.append(UInt32(count), to: &out)
         var i = head
         while i >= 0 {
@@ -158,6 +227,9 @@ public struct ProducerTable: Sendable, Equatable {
             ByteCoding.append(s.sequence, to: &out)
             ByteCoding.append(UInt32(s.reply.count), to: &out)
             out.append(contentsOf: s.reply)
+            ByteCoding.append(s.floor, to: &out)
+            ByteCoding.append(UInt32(s.recent.count), to: &out)
+            for q in s.recent { ByteCoding.append(q, to: &out) }
             i = s.next
         }
         return out
@@ -176,7 +248,7 @@ public struct ProducerTable: Sendable, Equatable {
         try need(12)
         guard Array(bytes[p..<(p + 4)]) == Self.magic else { throw fail("bad magic") }
         let version = ByteCoding.loadUInt32(bytes, at: p + 4)
-        guard version == 1 else { throw fail("unsupported version \(version)") }
+        guard version == 1 || version == 2 else { throw fail("unsupported version \(version)") }
         let n = Int(ByteCoding.loadUInt32(bytes, at: p + 8))
         p += 12
         for _ in 0..<n {
@@ -188,7 +260,22 @@ public struct ProducerTable: Sendable, Equatable {
             let replyLen = Int(ByteCoding.loadUInt32(bytes, at: p)); p += 4
             try need(replyLen)
             let reply = Array(bytes[p..<(p + replyLen)]); p += replyLen
-            record(producer: id, sequence: seq, reply: reply)
+            // Version 1 knew only the newest sequence and took every older one as applied.
+            var floor = seq, recent = [seq]
+            if version == 2 {
+                try need(12)
+                floor = ByteCoding.loadUInt64(bytes, at: p); p += 8
+                let n = Int(ByteCoding.loadUInt32(bytes, at: p)); p += 4
+                guard n >= 1, n <= Self.windowLimit else { throw fail("\(n) remembered sequences for one producer") }
+                try need(8 * n)
+                recent = (0..<n).map { ByteCoding.loadUInt64(bytes, at: p + 8 * $0) }
+                p += 8 * n
+                guard zip(recent, recent.dropFirst()).allSatisfy({ $0 < $1 }), recent.last == seq, floor <= recent[0] else {
+                    throw fail("inconsistent sequence window for one producer")
+                }
+            }
+            if index[id] != nil { throw fail("producer listed twice") }
+            adopt(Slot(id: id, sequence: seq, reply: reply, recent: recent, floor: floor, prev: -1, next: -1))
         }
         guard p == bytes.endIndex else { throw fail("\(bytes.endIndex - p) trailing bytes") }
         evictions = 0

@@ -50,9 +50,11 @@ struct FrameBatch {
     var pendingAcks: [PendingAck] = []
     /// Allowed-source lists of CURVE producers seen in this drain (empty with CURVE off).
     var restrictions: [[String]] = []
-    /// Per producer, the newest pending (not yet durable) ack of this drain: a batch re-sent
-    /// within the same drain is answered with that one's reply instead of being applied twice.
-    var pendingByProducer: [[UInt8]: Int] = [:]
+    /// Per (producer, sequence), the pending (not yet durable) ack of this drain that applies it:
+    /// a batch re-sent within the same drain is answered with that one's reply instead of being
+    /// applied twice. Keyed by sequence, not only producer: with several batches in flight, an
+    /// older sequence of the same producer may be new work (a gap being filled).
+    var pendingBySequence: [PendingKey: Int] = [:]
     /// Whether any acknowledged batch of this drain needs the group `fsync`.
     var needsSync = false
 
@@ -129,7 +131,7 @@ struct FrameBatch {
         frames.removeAll(keepingCapacity: true)
         pendingAcks.removeAll(keepingCapacity: true)
         if !restrictions.isEmpty { restrictions.removeAll(keepingCapacity: true) }
-        if !pendingByProducer.isEmpty { pendingByProducer.removeAll(keepingCapacity: true) }
+        if !pendingBySequence.isEmpty { pendingBySequence.removeAll(keepingCapacity: true) }
         needsSync = false
         // A one-off huge drain (e.g. 16 MiB frames) must not pin its memory forever.
         if buffer.count > 64 << 20 { buffer = [UInt8](repeating: 0, count: 1 << 20) }
@@ -137,6 +139,12 @@ struct FrameBatch {
 }
 
 // MARK: - Acknowledged ingest
+
+/// A batch of one producer: the key of ``FrameBatch/pendingBySequence``.
+struct PendingKey: Hashable {
+    var producer: [UInt8]
+    var sequence: UInt64
+}
 
 /// An acknowledged batch waiting for its reply.
 struct PendingAck {
