@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+@testable import TallyDaemon
 
 // MARK: - tally bench (shape only: no timing assertions)
 
@@ -50,3 +51,15 @@ struct CommandBenchTests {
     }
 }
 
+
+@Suite("malloc tuning for the daemon")
+struct MallocTuningTests {
+    @Test("the fixed mmap threshold is set at start when the operator did not set GLIBC_TUNABLES")
+    func appliesWithoutTunables() {
+        if getenv("GLIBC_TUNABLES") == nil {
+            #expect(MallocTuning.apply(), "mallopt(M_MMAP_THRESHOLD) refused \(MallocTuning.mmapThreshold)")
+        } else {
+            #expect(!MallocTuning.apply(), "the operator's GLIBC_TUNABLES must win")
+        }
+    }
+}

@@ -1,4 +1,5 @@
-// Hardware CRC-32C (Castagnoli) and a prefetch hint for Tally's hot path.
+// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, and the one glibc malloc
+// setting the daemon makes (`mallopt` is not in Swift's Glibc module: <malloc.h> is not part of it).
 //
 // Why C: the SSE4.2 `crc32` instruction (and ARMv8 `crc32c*`) needs a per-function target
 // attribute; Swift 6.3.1 cannot compile the intrinsic without a global `-msse4.2` flag (an
@@ -10,6 +11,9 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#if defined(__GLIBC__)
+#include <malloc.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -27,6 +31,18 @@ uint32_t tally_crc32c_update_hw(uint32_t crc, const void *data, size_t n);
 /// Never faults, whatever `p` is.
 static inline __attribute__((always_inline)) void tally_prefetch(const void *p) {
     __builtin_prefetch(p, 0, 3);
+}
+
+/// Fixes glibc's mmap threshold at `bytes` (disabling its dynamic adjustment): blocks of that
+/// size or more get their own mapping, returned to the kernel when freed. Returns 1 on success,
+/// 0 when refused or not glibc.
+static inline int tally_malloc_fix_mmap_threshold(int bytes) {
+#if defined(__GLIBC__)
+    return mallopt(M_MMAP_THRESHOLD, bytes);
+#else
+    (void)bytes;
+    return 0;
+#endif
 }
 
 #ifdef __cplusplus

@@ -108,6 +108,7 @@ public enum Bench {
     /// - Throws: ``ConfigError``/``DaemonError`` (daemon), ``CommandFailure`` (feeding, or the
     ///   stream not complete within 10 minutes).
     public static func run(_ options: Options) throws -> Result {
+        MallocTuning.apply()   // as `tally run` does
         var quiet = Logger(label: "tally-bench")
         quiet.logLevel = .error
         let pipeline = try Demo.findPipeline(options.pipeline)

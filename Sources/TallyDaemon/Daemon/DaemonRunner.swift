@@ -69,6 +69,7 @@ public enum DaemonRunner {
     public static func run(settings: RunSettings, configPath: String?,
                            reread: (@Sendable () throws -> RunSettings)? = nil) async throws {
         LoggingSystem.bootstrapOnce()
+        MallocTuning.apply()   // before the state is built: flat memory over months of events
         let logger = Logger(label: "tally")
         let core = try makeCore(settings, logger)
         let daemon = try Daemon(settings: settings, core: core, logger: logger)
