@@ -128,7 +128,9 @@ final class EventAggregator {
         let unit: CalendarUnit
         /// The spec's ring capacity (slots of a ``FlatRing``).
         let capacity: Int
-        /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar: `lo` is the local day of `b`.
+        /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar, in a zone with a fixed offset:
+        /// the local day of the last event spans the instants `[lo, hi)`; in a zone with
+        /// transitions: `lo` is the local day of `b`.
         var lo: Int64 = .max
         var hi: Int64 = .min
         var b: Int64 = 0
@@ -251,22 +253,50 @@ final class EventAggregator {
     }
 
     /// The bucket of `t` in ring spec `k` (`ceil(t / res)` or the calendar period index).
-    /// - Complexity: O(1); no division when `t` falls in the same bucket as the last call.
+    ///
+    /// Fine rings: `t` in the memo's bucket returns it; `t` in the next bucket (a time-ordered
+    /// stream moving on by one resolution step) advances the memo by one step; only a jump
+    /// divides. Calendar rings in a fixed-offset zone: `t` within the memo's local day (an
+    /// instant range, two compares) returns it; only a new day converts to a civil date.
+    /// - Complexity: O(1); no division when `t` falls in the same or the next bucket as the
+    ///   last call (fine), or the same local day (calendar).
     @inline(__always)
     func bucket(_ k: Int, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
         let m = memo + k
         let res = m.pointee.res
         if res > 0 {
-            if t > m.pointee.lo && t <= m.pointee.hi { return m.pointee.b }
+            if t > m.pointee.lo {
+                if t <= m.pointee.hi { return m.pointee.b }
+                // The next bucket: (hi, hi + res]. `hi` is finite here (`lo` was set with it).
+                let next = m.pointee.hi &+ res
+                if t <= next {
+                    m.pointee.lo = m.pointee.hi
+                    m.pointee.hi = next
+                    m.pointee.b &+= 1
+                    return m.pointee.b
+                }
+            }
             let b = Self.ceilDiv(t, res)
             m.pointee.lo = (b &- 1) &* res
             m.pointee.hi = b &* res
             m.pointee.b = b
             return b
         }
+        if let off = calendar.fixedOffset {
+            if t >= m.pointee.lo && t < m.pointee.hi { return m.pointee.b }
+            let day = calendar.localDay(t)
+            // Local midnight of `day` as an instant: no transition, so the day is exactly
+            // `[start, start + 1 day)`.
+            let start = day &* ZoneCalendar.microsPerDay &- off &* ZoneCalendar.microsPerSecond
+            let b = calendar.period(m.pointee.unit, localDay: day)
+            m.pointee.lo = start
+            m.pointee.hi = start &+ ZoneCalendar.microsPerDay
+            m.pointee.b = b
+            return b
+        }
         let day = calendar.localDay(t)
         if day == m.pointee.lo { return m.pointee.b }
-        let b = calendar.period(m.pointee.unit, t)
+        let b = calendar.period(m.pointee.unit, localDay: day)
         m.pointee.lo = day
         m.pointee.b = b
         return b
@@ -466,7 +496,7 @@ final class EventAggregator {
         for ch in 0..<nch {
             guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
             let kind = channelKinds[ch]
-            let at = 16 + 8 * ch
+            let at = 16 &+ 8 &* ch
             let old = base.load(fromByteOffset: at, as: Double.self)
             switch kind {
             case .sum: base.storeBytes(of: old + v, toByteOffset: at, as: Double.self)
@@ -474,7 +504,7 @@ final class EventAggregator {
             case .max: base.storeBytes(of: max(old, v), toByteOffset: at, as: Double.self)
             }
             for k in 0..<ns {
-                FlatRing(base: base + 8 * l.ringOffset[ch * ns + k], capacity: memo[k].capacity, combine: kind)
+                FlatRing(base: base + 8 &* l.ringOffset[ch &* ns &+ k], capacity: memo[k].capacity, combine: kind)
                     .add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
             }
         }
