@@ -34,7 +34,14 @@ struct DedupIndex {
     private(set) var sets: [HourKeySet]
     private(set) var setHour: [Int64]
     /// Every hour up to and including this one has been expired.
-    private(set) var expiredThrough: Int64 = .min
+    private(set) var expiredThrough: Int64 = .min {
+        didSet { expireFrom = Self.expireFrom(expiredThrough: expiredThrough, horizon: horizon) }
+    }
+    /// The first clock at which ``expire(clock:)`` has work (its cutoff passes
+    /// `expiredThrough`); `.min` while nothing has expired. Why: the engine calls `expire` on
+    /// every event that moves the clock (nearly every event of a time-ordered stream), and the
+    /// answer is "nothing to do" until the next hour: one compare instead of a division.
+    private var expireFrom: Micros = .min
     /// The newest hour ever filed (start of the newest-first search).
     private(set) var newestHour: Int64 = .min
     /// `slot(newestHour)`, kept with it: a stream in time order probes the newest hour, and
@@ -110,7 +117,24 @@ struct DedupIndex {
     /// Forgets hours entirely older than `clock - horizon`.
     /// - Complexity: O(hours expired), each O(1) (its set is freed whole), plus a filter
     ///   rebuild (O(live ids)) when the live ids fell below 1/8 of the filter's capacity.
+    @inline(__always)
     mutating func expire(clock: Micros) {
+        if clock < expireFrom { return }
+        expireHours(clock: clock)
+    }
+
+    /// `floorDiv(clock - horizon, 1 h) - 1 > e` exactly when `clock >= (e + 2) h + horizon`
+    /// (`floor(x / h) >= n` ⟺ `x >= n h`); `.min` (always look) for `.min` or on overflow.
+    static func expireFrom(expiredThrough e: Int64, horizon: Micros) -> Micros {
+        guard e != .min else { return .min }
+        let (n, o1) = e.addingReportingOverflow(2)
+        let (a, o2) = n.multipliedReportingOverflow(by: hour)
+        let (b, o3) = a.addingReportingOverflow(horizon)
+        return o1 || o2 || o3 ? .min : b
+    }
+
+    /// The work of ``expire(clock:)``.
+    private mutating func expireHours(clock: Micros) {
         let cutoff = ZoneCalendar.floorDiv(clock - horizon, Self.hour) - 1
         guard cutoff > expiredThrough else { return }
         let from = expiredThrough == .min ? cutoff - Int64(sets.count) + 1 : expiredThrough + 1
