@@ -128,12 +128,15 @@ final class EventAggregator {
         let unit: CalendarUnit
         /// The spec's ring capacity (slots of a ``FlatRing``).
         let capacity: Int
-        /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar, in a zone with a fixed offset:
-        /// the local day of the last event spans the instants `[lo, hi)`; in a zone with
-        /// transitions: `lo` is the local day of `b`.
+        /// Every time in `(lo, hi]` is in bucket `b`: a fine bucket's span, or for a calendar
+        /// ring in a fixed-offset zone the instants of the last event's local day. Empty
+        /// (`lo = .max`) until the first event, and always for a calendar ring in a zone with
+        /// transitions (which remembers `day` instead).
         var lo: Int64 = .max
         var hi: Int64 = .min
         var b: Int64 = 0
+        /// Calendar ring in a zone with transitions: the local day of `b` (`.max`: none).
+        var day: Int64 = .max
     }
     /// `allSpecs.count` memos (at least one), owned here.
     let memo: UnsafeMutablePointer<BucketMemo>
@@ -254,20 +257,28 @@ final class EventAggregator {
 
     /// The bucket of `t` in ring spec `k` (`ceil(t / res)` or the calendar period index).
     ///
-    /// Fine rings: `t` in the memo's bucket returns it; `t` in the next bucket (a time-ordered
-    /// stream moving on by one resolution step) advances the memo by one step; only a jump
-    /// divides. Calendar rings in a fixed-offset zone: `t` within the memo's local day (an
-    /// instant range, two compares) returns it; only a new day converts to a civil date.
-    /// - Complexity: O(1); no division when `t` falls in the same or the next bucket as the
-    ///   last call (fine), or the same local day (calendar).
+    /// The common case, `t` in the memo's range, is two compares inlined into the caller; the
+    /// rest is out of line (``bucketMiss(_:_:_:)``), so the caller does not set up the
+    /// calendar arithmetic on every event.
+    /// - Complexity: O(1); no division when `t` falls in the same bucket as the last call.
     @inline(__always)
     func bucket(_ k: Int, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
         let m = memo + k
+        if t > m.pointee.lo && t <= m.pointee.hi { return m.pointee.b }
+        return Self.bucketMiss(m, t, calendar)
+    }
+
+    /// ``bucket(_:_:_:)`` when `t` is outside the memo's range. Fine rings: `t` in the next
+    /// bucket (a time-ordered stream moving on by one resolution step) advances the memo by
+    /// one step; only a jump divides. Calendar rings in a fixed-offset zone: a new local day
+    /// becomes the range `(midnight - 1, next midnight - 1]`; in a zone with transitions the
+    /// local day is computed and compared.
+    @inline(never)
+    static func bucketMiss(_ m: UnsafeMutablePointer<BucketMemo>, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
         let res = m.pointee.res
         if res > 0 {
-            if t > m.pointee.lo {
-                if t <= m.pointee.hi { return m.pointee.b }
-                // The next bucket: (hi, hi + res]. `hi` is finite here (`lo` was set with it).
+            if m.pointee.lo != .max && t > m.pointee.hi {
+                // The next bucket: (hi, hi + res].
                 let next = m.pointee.hi &+ res
                 if t <= next {
                     m.pointee.lo = m.pointee.hi
@@ -276,28 +287,28 @@ final class EventAggregator {
                     return m.pointee.b
                 }
             }
-            let b = Self.ceilDiv(t, res)
+            let b = ceilDiv(t, res)
             m.pointee.lo = (b &- 1) &* res
             m.pointee.hi = b &* res
             m.pointee.b = b
             return b
         }
+        let day = calendar.localDay(t)
         if let off = calendar.fixedOffset {
-            if t >= m.pointee.lo && t < m.pointee.hi { return m.pointee.b }
-            let day = calendar.localDay(t)
-            // Local midnight of `day` as an instant: no transition, so the day is exactly
-            // `[start, start + 1 day)`.
+            // No transition: the local day is exactly the instants [midnight, midnight + 1 day).
             let start = day &* ZoneCalendar.microsPerDay &- off &* ZoneCalendar.microsPerSecond
             let b = calendar.period(m.pointee.unit, localDay: day)
-            m.pointee.lo = start
-            m.pointee.hi = start &+ ZoneCalendar.microsPerDay
+            m.pointee.lo = start &- 1
+            m.pointee.hi = start &+ ZoneCalendar.microsPerDay &- 1
             m.pointee.b = b
+            m.pointee.day = .max
             return b
         }
-        let day = calendar.localDay(t)
-        if day == m.pointee.lo { return m.pointee.b }
+        if day == m.pointee.day { return m.pointee.b }
         let b = calendar.period(m.pointee.unit, localDay: day)
-        m.pointee.lo = day
+        m.pointee.lo = .max
+        m.pointee.hi = .min
+        m.pointee.day = day
         m.pointee.b = b
         return b
     }
