@@ -19,6 +19,43 @@ struct DedupIndexTests {
         d.checkAndInsert(key, time: time, clock: clock)
     }
 
+    /// The hint's fields, comparable.
+    static func fields(_ h: DedupPrefetch) -> [Int] {
+        [Int(bitPattern: h.filter), Int(h.filterBlocks), Int(bitPattern: h.hourSlots), h.hourMask, Int(h.hour)]
+    }
+
+    @Test("the cached prefetch hint equals the one computed afresh after every insert, expiry, rebuild and restore")
+    func cachedPrefetchHintFollowsEveryChange() {
+        var d = DedupIndex(horizon: 3 * Self.hour + 7)
+        #expect(Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint))
+        var clock = Self.t0
+        var state: UInt64 = 7
+        for i in 0..<20_000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let r = Int64((state >> 33) % 1_000)
+            // Mostly a steady stream (sets grow, the filter is rebuilt), sometimes a new hour,
+            // a jump of hours (sets expire), an older hour, or a re-sent id.
+            switch r % 50 {
+            case 0: clock += Self.hour
+            case 1: clock += 5 * Self.hour
+            default: clock += r * 500
+            }
+            let time = r % 17 == 0 ? clock - 2 * Self.hour : clock
+            let key = Self.key(r % 31 == 0 ? UInt64(i / 2) : UInt64(i))
+            _ = Self.seen(&d, key, time: time, clock: clock)
+            #expect(Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint), "after insert \(i)")
+            d.expire(clock: clock)
+            let ok = Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint)
+            #expect(ok, "after expiry \(i)")
+            if !ok { return }
+        }
+        var restored = DedupIndex(horizon: 3 * Self.hour + 7)
+        _ = restored.currentPrefetchHint()
+        restored.restore(d.entries, expiredThrough: d.expiredThrough)
+        #expect(Self.fields(restored.currentPrefetchHint()) == Self.fields(restored.prefetchHint))
+        #expect(restored.currentPrefetchHint().hourSlots != nil)
+    }
+
     @Test("expire's early exit skips exactly the clocks whose cutoff does not pass the expired hour")
     func expireEarlyExitMatchesTheCutoff() {
         let horizon = 5 * Self.hour + 123

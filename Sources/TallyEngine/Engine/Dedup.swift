@@ -51,6 +51,12 @@ struct DedupIndex {
     private(set) var count = 0
     /// Every live id, plus stale expired ones until the next rebuild.
     private(set) var filter = BlockedBloomFilter(capacity: DedupIndex.minFilterCapacity)
+    /// ``prefetchHint`` as last computed, and whether something it names has changed since
+    /// (the filter rebuilt, the newest hour's set created, grown or expired). Why: the engine
+    /// asks for the hint once per frame, and recomputing it cost ~45 instructions per frame,
+    /// i.e. per event at one event per frame; it changes about once per hour or rebuild.
+    private var hint = DedupPrefetch()
+    private var hintStale = true
 
     init(horizon: Micros) {
         self.horizon = horizon
@@ -90,9 +96,16 @@ struct DedupIndex {
             sets[s] = HourKeySet(expected: expected)
             setHour[s] = h
             if h > newestHour { newestHour = h; newestSlot = s }
+            hintStale = true
         }
         // Absent from every set (the filter or the search said so): a new id.
-        if sets[s].insertIfAbsent(key) { count += 1 }
+        switch sets[s].insertIfAbsent(key) {
+        case .present: break
+        case .inserted: count += 1
+        case .insertedAndMoved:
+            count += 1
+            hintStale = true
+        }
         filter.insert(key)
         if filter.inserted > filter.capacity { rebuildFilter() }
         return false
@@ -149,6 +162,7 @@ struct DedupIndex {
             h += 1
         }
         expiredThrough = cutoff
+        hintStale = true
         if filter.capacity > Self.minFilterCapacity && count * 8 < filter.capacity { rebuildFilter() }
     }
 
@@ -158,6 +172,7 @@ struct DedupIndex {
         var f = BlockedBloomFilter(capacity: max(Self.minFilterCapacity, 2 * count))
         for s in sets.indices where setHour[s] != .min { sets[s].forEach { f.insert($0) } }
         filter = f
+        hintStale = true
     }
 
     /// All remembered keys with their hours (checkpoint), hour by hour.
@@ -209,9 +224,22 @@ struct DedupIndex {
                 setHour[s] = h
             }
             if h > newestHour { newestHour = h; newestSlot = s }
-            if sets[s].insertIfAbsent(k) { count += 1 }
+            if sets[s].insertIfAbsent(k) != .present { count += 1 }
         }
         rebuildFilter()
+    }
+
+    /// ``prefetchHint``, recomputed only after a change to what it names (see `hintStale`).
+    /// A copy of the index that then copies the filter or a set on write leaves the hint on
+    /// the other copy's buffers until the next change: a wasted prefetch, never a wrong answer.
+    /// - Complexity: O(1); one compare when nothing changed.
+    @inline(__always)
+    mutating func currentPrefetchHint() -> DedupPrefetch {
+        if hintStale {
+            hint = prefetchHint
+            hintStale = false
+        }
+        return hint
     }
 
     /// Bytes held by the sets' slots and the filter.
@@ -359,11 +387,19 @@ struct HourKeySet {
         return slots.withUnsafeBufferPointer { Self.find($0, hi, lo).1 }
     }
 
-    /// Inserts `key` unless present. Returns false when it was already there.
+    /// What ``insertIfAbsent(_:)`` did; `insertedAndMoved`: the slots were allocated (first
+    /// insert) or grown, so their address changed.
+    enum Insert { case present, inserted, insertedAndMoved }
+
+    /// Inserts `key` unless present.
     /// - Complexity: one probe sequence; amortised O(1) growth.
     @inline(__always)
-    mutating func insertIfAbsent(_ key: EventKey) -> Bool {
-        if slots.isEmpty { slots = [Slot](repeating: Slot(hi: 0, lo: 0), count: 64) }
+    mutating func insertIfAbsent(_ key: EventKey) -> Insert {
+        var moved = false
+        if slots.isEmpty {
+            slots = [Slot](repeating: Slot(hi: 0, lo: 0), count: 64)
+            moved = true
+        }
         let (hi, lo) = Self.norm(key)
         let inserted = slots.withUnsafeMutableBufferPointer { buf -> Bool in
             let (i, found) = Self.find(UnsafeBufferPointer(buf), hi, lo)
@@ -371,10 +407,13 @@ struct HourKeySet {
             buf[i] = Slot(hi: hi, lo: lo)
             return true
         }
-        guard inserted else { return false }
+        guard inserted else { return .present }
         count += 1
-        if count * 10 > slots.count * 7 { grow() }
-        return true
+        if count * 10 > slots.count * 7 {
+            grow()
+            return .insertedAndMoved
+        }
+        return moved ? .insertedAndMoved : .inserted
     }
 
     private mutating func grow() {
