@@ -19,6 +19,74 @@ struct DedupIndexTests {
         d.checkAndInsert(key, time: time, clock: clock)
     }
 
+    /// The hint's fields, comparable.
+    static func fields(_ h: DedupPrefetch) -> [Int] {
+        [Int(bitPattern: h.filter), Int(h.filterBlocks), Int(bitPattern: h.hourSlots), h.hourMask, Int(h.hour)]
+    }
+
+    @Test("the cached prefetch hint equals the one computed afresh after every insert, expiry, rebuild and restore")
+    func cachedPrefetchHintFollowsEveryChange() {
+        var d = DedupIndex(horizon: 3 * Self.hour + 7)
+        #expect(Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint))
+        var clock = Self.t0
+        var state: UInt64 = 7
+        for i in 0..<20_000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let r = Int64((state >> 33) % 1_000)
+            // Mostly a steady stream (sets grow, the filter is rebuilt), sometimes a new hour,
+            // a jump of hours (sets expire), an older hour, or a re-sent id.
+            switch r % 50 {
+            case 0: clock += Self.hour
+            case 1: clock += 5 * Self.hour
+            default: clock += r * 500
+            }
+            let time = r % 17 == 0 ? clock - 2 * Self.hour : clock
+            let key = Self.key(r % 31 == 0 ? UInt64(i / 2) : UInt64(i))
+            _ = Self.seen(&d, key, time: time, clock: clock)
+            #expect(Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint), "after insert \(i)")
+            d.expire(clock: clock)
+            let ok = Self.fields(d.currentPrefetchHint()) == Self.fields(d.prefetchHint)
+            #expect(ok, "after expiry \(i)")
+            if !ok { return }
+        }
+        var restored = DedupIndex(horizon: 3 * Self.hour + 7)
+        _ = restored.currentPrefetchHint()
+        restored.restore(d.entries, expiredThrough: d.expiredThrough)
+        #expect(Self.fields(restored.currentPrefetchHint()) == Self.fields(restored.prefetchHint))
+        #expect(restored.currentPrefetchHint().hourSlots != nil)
+    }
+
+    @Test("expire's early exit skips exactly the clocks whose cutoff does not pass the expired hour")
+    func expireEarlyExitMatchesTheCutoff() {
+        let horizon = 5 * Self.hour + 123
+        var d = DedupIndex(horizon: horizon)
+        var clock = Self.t0
+        var filedHours: [Int64] = []
+        var state: UInt64 = 42
+        for i in 0..<6_000 {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            let r = Int64((state >> 33) % 1_000)
+            // Near the instants where the cutoff moves ((e + 2) h + horizon, ±1 µs), small
+            // steps, and the occasional jump of hours (forwards and, as a no-op, backwards).
+            switch r % 5 {
+            case 0: clock = (ZoneCalendar.floorDiv(clock - horizon, Self.hour) + 1) * Self.hour + horizon + r % 3 - 1
+            case 1: clock += r * 1_000_000
+            case 2: clock += r
+            case 3: clock += (r % 9) * Self.hour
+            default: clock -= r * 10_000_000
+            }
+            let before = d.expiredThrough
+            d.expire(clock: clock)
+            let cutoff = ZoneCalendar.floorDiv(clock - horizon, Self.hour) - 1
+            #expect(d.expiredThrough == max(before, cutoff), "clock \(clock)")
+            if d.expiredThrough != max(before, cutoff) { return }
+            let t = clock + r % 7
+            #expect(!Self.seen(&d, Self.key(UInt64(i)), time: t, clock: clock))
+            filedHours.append(ZoneCalendar.floorDiv(t, Self.hour))
+            #expect(d.count == filedHours.filter { $0 > d.expiredThrough }.count)
+        }
+    }
+
     @Test("a re-sent event (same key, same hour) is a duplicate; the first sight is not")
     func duplicateWithinHour() {
         var d = DedupIndex(horizon: 7 * 24 * Self.hour)

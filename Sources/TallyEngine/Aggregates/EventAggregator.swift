@@ -128,10 +128,15 @@ final class EventAggregator {
         let unit: CalendarUnit
         /// The spec's ring capacity (slots of a ``FlatRing``).
         let capacity: Int
-        /// Fine: bucket `b` holds times in `(lo, hi]`. Calendar: `lo` is the local day of `b`.
+        /// Every time in `(lo, hi]` is in bucket `b`: a fine bucket's span, or for a calendar
+        /// ring in a fixed-offset zone the instants of the last event's local day. Empty
+        /// (`lo = .max`) until the first event, and always for a calendar ring in a zone with
+        /// transitions (which remembers `day` instead).
         var lo: Int64 = .max
         var hi: Int64 = .min
         var b: Int64 = 0
+        /// Calendar ring in a zone with transitions: the local day of `b` (`.max`: none).
+        var day: Int64 = .max
     }
     /// `allSpecs.count` memos (at least one), owned here.
     let memo: UnsafeMutablePointer<BucketMemo>
@@ -251,23 +256,59 @@ final class EventAggregator {
     }
 
     /// The bucket of `t` in ring spec `k` (`ceil(t / res)` or the calendar period index).
+    ///
+    /// The common case, `t` in the memo's range, is two compares inlined into the caller; the
+    /// rest is out of line (``bucketMiss(_:_:_:)``), so the caller does not set up the
+    /// calendar arithmetic on every event.
     /// - Complexity: O(1); no division when `t` falls in the same bucket as the last call.
     @inline(__always)
     func bucket(_ k: Int, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
         let m = memo + k
+        if t > m.pointee.lo && t <= m.pointee.hi { return m.pointee.b }
+        return Self.bucketMiss(m, t, calendar)
+    }
+
+    /// ``bucket(_:_:_:)`` when `t` is outside the memo's range. Fine rings: `t` in the next
+    /// bucket (a time-ordered stream moving on by one resolution step) advances the memo by
+    /// one step; only a jump divides. Calendar rings in a fixed-offset zone: a new local day
+    /// becomes the range `(midnight - 1, next midnight - 1]`; in a zone with transitions the
+    /// local day is computed and compared.
+    @inline(never)
+    static func bucketMiss(_ m: UnsafeMutablePointer<BucketMemo>, _ t: Micros, _ calendar: ZoneCalendar) -> Int64 {
         let res = m.pointee.res
         if res > 0 {
-            if t > m.pointee.lo && t <= m.pointee.hi { return m.pointee.b }
-            let b = Self.ceilDiv(t, res)
+            if m.pointee.lo != .max && t > m.pointee.hi {
+                // The next bucket: (hi, hi + res].
+                let next = m.pointee.hi &+ res
+                if t <= next {
+                    m.pointee.lo = m.pointee.hi
+                    m.pointee.hi = next
+                    m.pointee.b &+= 1
+                    return m.pointee.b
+                }
+            }
+            let b = ceilDiv(t, res)
             m.pointee.lo = (b &- 1) &* res
             m.pointee.hi = b &* res
             m.pointee.b = b
             return b
         }
         let day = calendar.localDay(t)
-        if day == m.pointee.lo { return m.pointee.b }
-        let b = calendar.period(m.pointee.unit, t)
-        m.pointee.lo = day
+        if let off = calendar.fixedOffset {
+            // No transition: the local day is exactly the instants [midnight, midnight + 1 day).
+            let start = day &* ZoneCalendar.microsPerDay &- off &* ZoneCalendar.microsPerSecond
+            let b = calendar.period(m.pointee.unit, localDay: day)
+            m.pointee.lo = start &- 1
+            m.pointee.hi = start &+ ZoneCalendar.microsPerDay &- 1
+            m.pointee.b = b
+            m.pointee.day = .max
+            return b
+        }
+        if day == m.pointee.day { return m.pointee.b }
+        let b = calendar.period(m.pointee.unit, localDay: day)
+        m.pointee.lo = .max
+        m.pointee.hi = .min
+        m.pointee.day = day
         m.pointee.b = b
         return b
     }
@@ -466,7 +507,7 @@ final class EventAggregator {
         for ch in 0..<nch {
             guard let v = ch == 0 ? c0 : (ch == 1 ? c1 : c2) else { continue }
             let kind = channelKinds[ch]
-            let at = 16 + 8 * ch
+            let at = 16 &+ 8 &* ch
             let old = base.load(fromByteOffset: at, as: Double.self)
             switch kind {
             case .sum: base.storeBytes(of: old + v, toByteOffset: at, as: Double.self)
@@ -474,7 +515,7 @@ final class EventAggregator {
             case .max: base.storeBytes(of: max(old, v), toByteOffset: at, as: Double.self)
             }
             for k in 0..<ns {
-                FlatRing(base: base + 8 * l.ringOffset[ch * ns + k], capacity: memo[k].capacity, combine: kind)
+                FlatRing(base: base + 8 &* l.ringOffset[ch &* ns &+ k], capacity: memo[k].capacity, combine: kind)
                     .add(k == 0 ? b0 : (k == 1 ? b1 : b2), v)
             }
         }

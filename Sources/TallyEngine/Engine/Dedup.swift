@@ -34,7 +34,14 @@ struct DedupIndex {
     private(set) var sets: [HourKeySet]
     private(set) var setHour: [Int64]
     /// Every hour up to and including this one has been expired.
-    private(set) var expiredThrough: Int64 = .min
+    private(set) var expiredThrough: Int64 = .min {
+        didSet { expireFrom = Self.expireFrom(expiredThrough: expiredThrough, horizon: horizon) }
+    }
+    /// The first clock at which ``expire(clock:)`` has work (its cutoff passes
+    /// `expiredThrough`); `.min` while nothing has expired. Why: the engine calls `expire` on
+    /// every event that moves the clock (nearly every event of a time-ordered stream), and the
+    /// answer is "nothing to do" until the next hour: one compare instead of a division.
+    private var expireFrom: Micros = .min
     /// The newest hour ever filed (start of the newest-first search).
     private(set) var newestHour: Int64 = .min
     /// `slot(newestHour)`, kept with it: a stream in time order probes the newest hour, and
@@ -44,6 +51,12 @@ struct DedupIndex {
     private(set) var count = 0
     /// Every live id, plus stale expired ones until the next rebuild.
     private(set) var filter = BlockedBloomFilter(capacity: DedupIndex.minFilterCapacity)
+    /// ``prefetchHint`` as last computed, and whether something it names has changed since
+    /// (the filter rebuilt, the newest hour's set created, grown or expired). Why: the engine
+    /// asks for the hint once per frame, and recomputing it cost ~45 instructions per frame,
+    /// i.e. per event at one event per frame; it changes about once per hour or rebuild.
+    private var hint = DedupPrefetch()
+    private var hintStale = true
 
     init(horizon: Micros) {
         self.horizon = horizon
@@ -83,9 +96,16 @@ struct DedupIndex {
             sets[s] = HourKeySet(expected: expected)
             setHour[s] = h
             if h > newestHour { newestHour = h; newestSlot = s }
+            hintStale = true
         }
         // Absent from every set (the filter or the search said so): a new id.
-        if sets[s].insertIfAbsent(key) { count += 1 }
+        switch sets[s].insertIfAbsent(key) {
+        case .present: break
+        case .inserted: count += 1
+        case .insertedAndMoved:
+            count += 1
+            hintStale = true
+        }
         filter.insert(key)
         if filter.inserted > filter.capacity { rebuildFilter() }
         return false
@@ -110,7 +130,24 @@ struct DedupIndex {
     /// Forgets hours entirely older than `clock - horizon`.
     /// - Complexity: O(hours expired), each O(1) (its set is freed whole), plus a filter
     ///   rebuild (O(live ids)) when the live ids fell below 1/8 of the filter's capacity.
+    @inline(__always)
     mutating func expire(clock: Micros) {
+        if clock < expireFrom { return }
+        expireHours(clock: clock)
+    }
+
+    /// `floorDiv(clock - horizon, 1 h) - 1 > e` exactly when `clock >= (e + 2) h + horizon`
+    /// (`floor(x / h) >= n` ⟺ `x >= n h`); `.min` (always look) for `.min` or on overflow.
+    static func expireFrom(expiredThrough e: Int64, horizon: Micros) -> Micros {
+        guard e != .min else { return .min }
+        let (n, o1) = e.addingReportingOverflow(2)
+        let (a, o2) = n.multipliedReportingOverflow(by: hour)
+        let (b, o3) = a.addingReportingOverflow(horizon)
+        return o1 || o2 || o3 ? .min : b
+    }
+
+    /// The work of ``expire(clock:)``.
+    private mutating func expireHours(clock: Micros) {
         let cutoff = ZoneCalendar.floorDiv(clock - horizon, Self.hour) - 1
         guard cutoff > expiredThrough else { return }
         let from = expiredThrough == .min ? cutoff - Int64(sets.count) + 1 : expiredThrough + 1
@@ -125,6 +162,7 @@ struct DedupIndex {
             h += 1
         }
         expiredThrough = cutoff
+        hintStale = true
         if filter.capacity > Self.minFilterCapacity && count * 8 < filter.capacity { rebuildFilter() }
     }
 
@@ -134,6 +172,7 @@ struct DedupIndex {
         var f = BlockedBloomFilter(capacity: max(Self.minFilterCapacity, 2 * count))
         for s in sets.indices where setHour[s] != .min { sets[s].forEach { f.insert($0) } }
         filter = f
+        hintStale = true
     }
 
     /// All remembered keys with their hours (checkpoint), hour by hour.
@@ -185,9 +224,22 @@ struct DedupIndex {
                 setHour[s] = h
             }
             if h > newestHour { newestHour = h; newestSlot = s }
-            if sets[s].insertIfAbsent(k) { count += 1 }
+            if sets[s].insertIfAbsent(k) != .present { count += 1 }
         }
         rebuildFilter()
+    }
+
+    /// ``prefetchHint``, recomputed only after a change to what it names (see `hintStale`).
+    /// A copy of the index that then copies the filter or a set on write leaves the hint on
+    /// the other copy's buffers until the next change: a wasted prefetch, never a wrong answer.
+    /// - Complexity: O(1); one compare when nothing changed.
+    @inline(__always)
+    mutating func currentPrefetchHint() -> DedupPrefetch {
+        if hintStale {
+            hint = prefetchHint
+            hintStale = false
+        }
+        return hint
     }
 
     /// Bytes held by the sets' slots and the filter.
@@ -335,11 +387,19 @@ struct HourKeySet {
         return slots.withUnsafeBufferPointer { Self.find($0, hi, lo).1 }
     }
 
-    /// Inserts `key` unless present. Returns false when it was already there.
+    /// What ``insertIfAbsent(_:)`` did; `insertedAndMoved`: the slots were allocated (first
+    /// insert) or grown, so their address changed.
+    enum Insert { case present, inserted, insertedAndMoved }
+
+    /// Inserts `key` unless present.
     /// - Complexity: one probe sequence; amortised O(1) growth.
     @inline(__always)
-    mutating func insertIfAbsent(_ key: EventKey) -> Bool {
-        if slots.isEmpty { slots = [Slot](repeating: Slot(hi: 0, lo: 0), count: 64) }
+    mutating func insertIfAbsent(_ key: EventKey) -> Insert {
+        var moved = false
+        if slots.isEmpty {
+            slots = [Slot](repeating: Slot(hi: 0, lo: 0), count: 64)
+            moved = true
+        }
         let (hi, lo) = Self.norm(key)
         let inserted = slots.withUnsafeMutableBufferPointer { buf -> Bool in
             let (i, found) = Self.find(UnsafeBufferPointer(buf), hi, lo)
@@ -347,10 +407,13 @@ struct HourKeySet {
             buf[i] = Slot(hi: hi, lo: lo)
             return true
         }
-        guard inserted else { return false }
+        guard inserted else { return .present }
         count += 1
-        if count * 10 > slots.count * 7 { grow() }
-        return true
+        if count * 10 > slots.count * 7 {
+            grow()
+            return .insertedAndMoved
+        }
+        return moved ? .insertedAndMoved : .inserted
     }
 
     private mutating func grow() {

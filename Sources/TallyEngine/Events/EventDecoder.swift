@@ -103,7 +103,7 @@ public struct EventDecoder: @unchecked Sendable {
                 let slot = s.events
                 let outcome = try sc.event(depth: 1, into: slot)
                 try sc.expectEnd()
-                if let outcome { onOther(0, outcome) } else { onEvent(0, UnsafePointer(slot)) }
+                if let outcome { onOther(0, outcome.outcome) } else { onEvent(0, UnsafePointer(slot)) }
                 return nil
             case UInt8(ascii: "["):
                 var others = s.others
@@ -700,6 +700,28 @@ struct Scanner {
 
     // MARK: Batches
 
+    /// What ``event(depth:into:)`` returns for an element that is not a valid catalog event
+    /// (nil: the event is in its slot): a ``DecodeOutcome`` without the `.event` case.
+    ///
+    /// Why not `DecodeOutcome?`: its `.event` payload makes it ~192 bytes, so returning one
+    /// cost every valid event a 192-byte copy and two outlined enum-tag helpers (~60
+    /// instructions) just to say "nil"; this one is a third of the size and holds no `Event`.
+    enum NonEvent {
+        case unrouted(type: StringView, source: StringView)
+        case balance(indicator: StringView, value: Double, at: Micros, source: StringView, id: StringView)
+        case rejected(RejectReason)
+
+        /// The public form.
+        var outcome: DecodeOutcome {
+            switch self {
+            case .unrouted(let type, let source): .unrouted(type: type, source: source)
+            case .balance(let indicator, let value, let at, let source, let id):
+                .balance(indicator: indicator, value: value, at: at, source: source, id: id)
+            case .rejected(let r): .rejected(r)
+            }
+        }
+    }
+
     /// Decodes a batch array at `p`: element `i` goes to `storage.items[i]` (and its event to
     /// `storage.events`, or its other outcome to `others`). Returns the element count.
     mutating func batch(others: inout [DecodeOutcome]) throws(FrameFailure) -> Int {
@@ -717,7 +739,7 @@ struct Scanner {
                 throw FrameFailure(code: .tooLarge, message: "a batch of more than \(maxEvents) events")
             }
             storage.reserveItem(n)
-            let outcome: DecodeOutcome?
+            let outcome: NonEvent?
             if byte == UInt8(ascii: "{") {
                 outcome = try event(depth: 2, into: storage.events + nEvents)
             } else {
@@ -728,7 +750,7 @@ struct Scanner {
             }
             if let outcome {
                 storage.items[n] = Int32(-1 - others.count)
-                others.append(outcome)
+                others.append(outcome.outcome)
             } else {
                 storage.items[n] = Int32(nEvents)
                 nEvents += 1
@@ -908,7 +930,7 @@ struct Scanner {
 
     /// Decodes one event object at `p` (its `{`) at nesting `depth`: a valid catalog event is
     /// written to `slot` (initialised; nil returned), any other outcome is returned.
-    mutating func event(depth: Int, into slot: UnsafeMutablePointer<Event>) throws(FrameFailure) -> DecodeOutcome? {
+    mutating func event(depth: Int, into slot: UnsafeMutablePointer<Event>) throws(FrameFailure) -> NonEvent? {
         guard depth <= maxDepth else { throw tooDeep() }
         p += 1
         var seen: UInt32 = 0

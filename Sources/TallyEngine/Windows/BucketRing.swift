@@ -190,10 +190,10 @@ struct FlatRing {
 
     /// Slot `i` (0 ..< capacity).
     @inline(__always)
-    func slot(at i: Int) -> Double { base.load(fromByteOffset: 16 + 8 * i, as: Double.self) }
+    func slot(at i: Int) -> Double { base.load(fromByteOffset: 16 &+ 8 &* i, as: Double.self) }
 
     @inline(__always)
-    private func set(_ i: Int, _ v: Double) { base.storeBytes(of: v, toByteOffset: 16 + 8 * i, as: Double.self) }
+    private func set(_ i: Int, _ v: Double) { base.storeBytes(of: v, toByteOffset: 16 &+ 8 &* i, as: Double.self) }
 
     @inline(__always)
     private func slot(_ b: Int64) -> Int {

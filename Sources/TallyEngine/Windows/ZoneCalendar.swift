@@ -89,8 +89,11 @@ struct ZoneCalendar: @unchecked Sendable {
     /// The index of the period containing `t`: day number, `year*12+month-1`,
     /// `year*4+quarter-1`, or the year.
     @inline(__always)
-    func period(_ unit: CalendarUnit, _ t: Micros) -> Int64 {
-        let day = localDay(t)
+    func period(_ unit: CalendarUnit, _ t: Micros) -> Int64 { period(unit, localDay: localDay(t)) }
+
+    /// ``period(_:_:)`` of an instant whose local day (``localDay(_:)``) is `day`.
+    @inline(__always)
+    func period(_ unit: CalendarUnit, localDay day: Int64) -> Int64 {
         if unit == .day { return day }
         let (y, m, _) = Self.civil(day)
         switch unit {
