@@ -9,19 +9,6 @@ import Testing
 /// the checkpoint writes (`b mod capacity`).
 @Suite("Bucket rings")
 struct BucketRingTests {
-    /// A deterministic generator (SplitMix64), so a failure reproduces.
-    struct SplitMix {
-        var state: UInt64
-        mutating func next() -> UInt64 {
-            state &+= 0x9E37_79B9_7F4A_7C15
-            var z = state
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        mutating func below(_ n: Int64) -> Int64 { Int64(next() % UInt64(n)) }
-    }
-
     /// What the ring must answer: the combination per bucket of every add within the capacity
     /// of the newest bucket seen.
     struct Model {

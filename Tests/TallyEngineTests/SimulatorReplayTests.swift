@@ -11,18 +11,6 @@ private let nationalPipelinePath: String = {
     return url.appendingPathComponent("Pipelines/national-dx.yaml").path
 }()
 
-/// A small seeded generator so the shuffle is reproducible when a test fails.
-private struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
 private struct Totals {
     var accepted = 0, duplicates = 0, unrouted = 0, late = 0, rejected: [String] = []
     mutating func add(_ r: IngestReport) {

@@ -129,6 +129,14 @@ final class AckProducer {
 
     func close() { socket.close() }
 
+    /// A producer id stable for this process, `tally-<command>-<host>-<pid>`: the default of
+    /// `tally send --ack` and `tally simulate --ack` (give `--producer-id` to keep one across runs).
+    static func defaultProducerID(command: String) -> String {
+        var host = [CChar](repeating: 0, count: 256)
+        gethostname(&host, 255)
+        return "tally-\(command)-\(String(cString: host))-\(getpid())"
+    }
+
     // MARK: - The loop
 
     private func transmit(_ e: InFlight) throws {

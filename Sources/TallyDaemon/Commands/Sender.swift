@@ -81,7 +81,7 @@ public struct Sender {
             push.close()
             return report
         }
-        let producer = try AckProducer(context: context, endpoint: options.endpoint, producer: options.producerID ?? defaultProducerID(),
+        let producer = try AckProducer(context: context, endpoint: options.endpoint, producer: options.producerID ?? AckProducer.defaultProducerID(command: "send"),
                                        window: options.window, timeout: options.timeout, retries: options.retries)
         defer { producer.close() }
         for (index, f) in frames.enumerated() {
@@ -125,12 +125,6 @@ public struct Sender {
         } else if let e = status["error"] as? [String: Any] {
             note(e["reason"] as? String ?? "error", "frame \(frame): \(e["message"] as? String ?? "") (not applied)")
         }
-    }
-
-    private func defaultProducerID() -> String {
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, 255)
-        return "tally-send-\(String(cString: host))-\(getpid())"
     }
 }
 

@@ -83,7 +83,7 @@ public struct SimulationFeeder: Sendable {
         let start = MonotonicClock.microseconds()
         var bucket = SendPacer(rate: options.rate, burst: max(options.batch, (options.rate ?? 0) / 20))
         let sender: any FrameSink = options.acknowledged
-            ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? Self.defaultProducerID(),
+            ? try AckSink(context: context, endpoint: options.endpoint, producer: options.producerID ?? AckProducer.defaultProducerID(command: "simulate"),
                           window: options.window, curve: options.curve)
             : try PushSink(context: context, endpoint: options.endpoint, curve: options.curve)
         defer { sender.close() }
@@ -109,12 +109,6 @@ public struct SimulationFeeder: Sendable {
         report.seconds = Double(MonotonicClock.microseconds() &- start) / 1e6
         progress.finish(sent: report.events, elapsedMicros: MonotonicClock.microseconds() &- start)
         return report
-    }
-
-    static func defaultProducerID() -> String {
-        var host = [CChar](repeating: 0, count: 256)
-        gethostname(&host, 255)
-        return "tally-simulate-\(String(cString: host))-\(getpid())"
     }
 }
 
