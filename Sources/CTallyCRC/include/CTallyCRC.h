@@ -1,5 +1,6 @@
-// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, and the one glibc malloc
-// setting the daemon makes (`mallopt` is not in Swift's Glibc module: <malloc.h> is not part of it).
+// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, the one glibc malloc
+// setting the daemon makes (`mallopt` is not in Swift's Glibc module: <malloc.h> is not part of it),
+// and `sync_file_range` for the write-ahead log (not in Swift's Glibc module: it needs _GNU_SOURCE).
 //
 // Why C: the SSE4.2 `crc32` instruction (and ARMv8 `crc32c*`) needs a per-function target
 // attribute; Swift 6.3.1 cannot compile the intrinsic without a global `-msse4.2` flag (an
@@ -44,6 +45,11 @@ static inline int tally_malloc_fix_mmap_threshold(int bytes) {
     return 0;
 #endif
 }
+
+/// Starts the kernel's writeback of `nbytes` at `offset` of `fd` and returns without waiting
+/// for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, EINTR retried). Not a durability barrier:
+/// only `fdatasync` is. Returns 0, or the errno (0 and nothing done off Linux).
+int tally_start_writeback(int fd, int64_t offset, int64_t nbytes);
 
 #ifdef __cplusplus
 }
