@@ -87,7 +87,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "wal-bench",
-            dependencies: ["TallyDaemon"],
+            dependencies: ["TallyDaemon", "TallyEngine"],
             path: "Benchmarks/wal-bench",
             exclude: ["RESULTS.md"],
             swiftSettings: strict

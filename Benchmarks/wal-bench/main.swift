@@ -9,6 +9,7 @@
 import Glibc
 #endif
 import TallyDaemon
+import TallyEngine
 
 // MARK: - Arguments
 

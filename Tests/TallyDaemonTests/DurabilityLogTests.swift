@@ -1,6 +1,7 @@
 import Foundation
 import Testing
 @testable import TallyDaemon
+import TallyEngine
 
 // MARK: - CRC32C
 

@@ -57,6 +57,51 @@ struct CheckpointCaptureTests {
         #expect(throws: CheckpointError.self) { _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: bad) }
     }
 
+    @Test("a checkpoint is written as version 2 with the CRC-32C of its body in the header")
+    func versionTwoCarriesCRC32C() throws {
+        let p = try EngineStateTests.national()
+        let a = Engine(pipeline: p, options: EngineStateTests.options())
+        for e in EngineStateTests.stream() { a.send(e) }
+        let bytes = a.checkpoint()
+        let version = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
+        let sum = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) }
+        #expect(version == 2)
+        #expect(sum == UInt64(CRC32C.checksum(Array(bytes[32...]))))
+    }
+
+    @Test("a version-1 checkpoint (FNV-1a checksum), as earlier builds wrote it, still restores; a flipped byte in it is refused")
+    func versionOneStillRestores() throws {
+        let p = try EngineStateTests.national()
+        let a = Engine(pipeline: p, options: EngineStateTests.options())
+        for e in EngineStateTests.stream() { a.send(e) }
+        // The bodies are identical: rewrite the header as version 1 wrote it.
+        var v1 = a.checkpoint()
+        let fnv = v1.withUnsafeBytes { fnv1a64(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        v1.withUnsafeMutableBytes {
+            $0.storeBytes(of: UInt64(1).littleEndian, toByteOffset: 8, as: UInt64.self)
+            $0.storeBytes(of: fnv.littleEndian, toByteOffset: 24, as: UInt64.self)
+        }
+        let b = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: v1)
+        #expect(b.snapshot() == a.snapshot())
+        #expect(b.stats == a.stats)
+        var bad = v1
+        bad[40] ^= 0x10
+        #expect(throws: CheckpointError.self) { _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: bad) }
+        // A version-1 header over the version-2 checksum is a mismatch, not silently accepted.
+        var mixed = a.checkpoint()
+        mixed.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(1).littleEndian, toByteOffset: 8, as: UInt64.self) }
+        #expect(throws: CheckpointError.self) { _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: mixed) }
+        // A version from the future is refused by name.
+        var future = a.checkpoint()
+        future.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(3).littleEndian, toByteOffset: 8, as: UInt64.self) }
+        do {
+            _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: future)
+            Issue.record("a version-3 checkpoint was restored")
+        } catch {
+            #expect(error.kind == .unsupportedVersion)
+        }
+    }
+
     @Test("the byte writer grows past its initial capacity and the reader reads back every field")
     func writerGrowsAndReads() throws {
         let w = ByteWriter(capacity: 64)

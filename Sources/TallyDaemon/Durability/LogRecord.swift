@@ -1,3 +1,4 @@
+import TallyEngine
 // MARK: - Log sequence numbers and record kinds
 
 /// A log sequence number: the ordinal of a record in the write-ahead log, starting at 1 and

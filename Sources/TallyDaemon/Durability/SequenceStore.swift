@@ -1,3 +1,4 @@
+import TallyEngine
 #if canImport(Glibc)
 import Glibc
 #endif

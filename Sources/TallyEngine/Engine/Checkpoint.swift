@@ -140,7 +140,7 @@ struct ByteReader {
     }
 }
 
-/// FNV-1a 64 over bytes: the checkpoint's checksum (detects torn or flipped bytes).
+/// FNV-1a 64 over bytes: the checksum of version-1 checkpoints (detects torn or flipped bytes).
 /// - Complexity: O(n), one xor and one multiply per byte (~1.3 ns/byte: the multiply's latency
 ///   chains); over a raw buffer, never a per-element call.
 func fnv1a64(_ b: UnsafeRawBufferPointer) -> UInt64 {
@@ -149,9 +149,6 @@ func fnv1a64(_ b: UnsafeRawBufferPointer) -> UInt64 {
     return h
 }
 
-func fnv1a64(_ b: ArraySlice<UInt8>) -> UInt64 {
-    b.withUnsafeBytes { fnv1a64($0) }
-}
 
 /// An engine checkpoint captured on the engine's thread (``Engine/captureCheckpoint()``) whose
 /// checksum is not yet computed: hand it to another thread and call ``sealed()`` there, so the
@@ -164,13 +161,14 @@ public struct CheckpointCapture: Sendable {
     /// Size of the checkpoint in bytes (header included).
     public var byteCount: Int { bytes.count }
 
-    /// The finished checkpoint: the FNV-1a checksum of the body written into the header (the
-    /// bytes are not copied when the capture holds the only reference).
-    /// - Complexity: O(state size), ~1.3 ns per byte.
+    /// The finished checkpoint: the CRC-32C of the body written into the header (the bytes are
+    /// not copied when the capture holds the only reference).
+    /// - Complexity: O(state size), ~0.1 ns per byte with the CPU's CRC instruction (version 1's
+    ///   FNV-1a took ~1.3 ns: 36 ms of the checkpoint thread per million remembered ids).
     public consuming func sealed() -> [UInt8] {
         var out = bytes
         bytes = []
-        let sum = out.withUnsafeBytes { fnv1a64(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        let sum = out.withUnsafeBytes { Engine.checkpointChecksum(UnsafeRawBufferPointer(rebasing: $0[32...]), version: Engine.checkpointVersion) }
         out.withUnsafeMutableBytes { $0.storeBytes(of: sum.littleEndian, toByteOffset: 24, as: UInt64.self) }
         return out
     }
@@ -178,7 +176,17 @@ public struct CheckpointCapture: Sendable {
 
 extension Engine {
     static let checkpointMagic: [UInt8] = Array("TALLYCK\u{0}".utf8)
-    static let checkpointVersion: UInt64 = 1
+    /// The version written. 2: the header's checksum is the CRC-32C of the body (zero-extended
+    /// to 64 bits); 1: FNV-1a 64. The bodies are identical, and both are read.
+    static let checkpointVersion: UInt64 = 2
+    /// Versions ``restore(pipeline:options:from:)`` reads.
+    static let readableCheckpointVersions: ClosedRange<UInt64> = 1...2
+
+    /// The header's checksum of `body` for a checkpoint of `version` (1 or 2).
+    /// - Complexity: O(n): ~0.1 ns per byte for version 2 (CRC-32C instruction), ~1.3 ns for 1.
+    static func checkpointChecksum(_ body: UnsafeRawBufferPointer, version: UInt64) -> UInt64 {
+        version == 1 ? fnv1a64(body) : UInt64(CRC32C.checksum(body))
+    }
 
     /// The whole engine state as a versioned binary: magic, version, body length, FNV-1a
     /// checksum, body. Aggregates are keyed by their canonical definition, so a checkpoint
@@ -199,7 +207,7 @@ extension Engine {
     /// Cost: one exactly-sized output allocation (no regrowth copies); the dedup index, most of
     /// the bytes (24 per remembered id), is stored straight from its hour sets into it; the rest
     /// goes through a small writer and is copied in with one memcpy. The file format is the
-    /// one ``checkpoint()`` always wrote (version 1).
+    /// one ``checkpoint()`` writes (version 2).
     /// - Complexity: O(state size): ~10 ns per remembered id, plus the aggregates and tables.
     public func captureCheckpoint() -> CheckpointCapture {
         // After the dedup index: balances, aggregators, tables. Written first (their size is
@@ -322,15 +330,15 @@ extension Engine {
         }
         var h = ByteReader(bytes: bytes, at: 8)
         let version = try h.u64()
-        guard version == checkpointVersion else {
-            throw CheckpointError(kind: .unsupportedVersion, message: "version \(version); this build reads version \(checkpointVersion)")
+        guard readableCheckpointVersions.contains(version) else {
+            throw CheckpointError(kind: .unsupportedVersion, message: "version \(version); this build reads versions \(readableCheckpointVersions.lowerBound) to \(readableCheckpointVersions.upperBound)")
         }
         let length = try h.u64()
         let sum = try h.u64()
         guard UInt64(bytes.count - 32) == length else {
             throw CheckpointError(kind: .truncated, message: "body is \(bytes.count - 32) bytes, header says \(length)")
         }
-        guard fnv1a64(bytes[32...]) == sum else {
+        guard (bytes.withUnsafeBytes { checkpointChecksum(UnsafeRawBufferPointer(rebasing: $0[32...]), version: version) }) == sum else {
             throw CheckpointError(kind: .checksumMismatch, message: "checksum mismatch: the file is corrupt")
         }
         let e = Engine(pipeline: pipeline, options: options)
