@@ -126,6 +126,24 @@ struct DurabilityCheckpointTests {
         #expect(ckpt.producers == producers)
     }
 
+    @Test("a checkpoint several write pieces long (written a MiB at a time) reads back byte for byte")
+    func multiPieceCheckpoint() throws {
+        let dir = WALTempDirectory("ckpt")
+        defer { dir.remove() }
+        let store = try CheckpointStore(directory: dir.path)
+        // 3.5 pieces plus a few bytes, with a pattern that shows any misplaced piece.
+        let size = CheckpointStore.writePiece * 7 / 2 + 13
+        let state = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 7) }
+        var producers = ProducerTable()
+        producers.record(producer: [7], sequence: 3, reply: Array("{}".utf8))
+        try store.write(lsn: 42, engineState: state, producers: producers, snapshotSeq: 4)
+        let ckpt = try #require(try store.loadNewest().checkpoint)
+        #expect(ckpt.engineState.count == size)
+        #expect(ckpt.engineState == state)
+        #expect(ckpt.producers == producers)
+        #expect(ckpt.lsn == 42 && ckpt.snapshotSeq == 4)
+    }
+
     @Test("a newest checkpoint with a flipped byte or cut short is rejected with a reason and the older one loads")
     func fallbackToOlder() throws {
         for damage in ["flip-header", "flip-body", "truncate", "empty"] {
