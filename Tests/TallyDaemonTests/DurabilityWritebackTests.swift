@@ -72,6 +72,31 @@ struct DurabilityWritebackTests {
         #expect(log.writebackFrom == 0)
     }
 
+    @Test("an append told that an fdatasync follows (acknowledged batches) starts no writeback; the next one catches up")
+    func notWhenASyncFollows() throws {
+        let dir = WALTempDirectory()
+        defer { dir.remove() }
+        let log = try WriteAheadLog(directory: dir.path, options: Self.options(every: 1024, segment: 1 << 20))
+        // 40 sealed frame records side by side in one buffer: [header][receivedAt][payload].
+        var bytes: [UInt8] = []
+        var ranges: [Range<Int>] = []
+        for i in 0..<40 {
+            let start = bytes.count
+            bytes += [UInt8](repeating: 0, count: RecordLayout.headerSize + 8) + walSamplePayload(i)
+            ranges.append(start..<bytes.count)
+        }
+        try bytes.withUnsafeMutableBytes { all in
+            for r in ranges { RecordLayout.seal(UnsafeMutableRawBufferPointer(rebasing: all[r]), kind: .frame) }
+            let records = ranges.map { UnsafeRawBufferPointer(rebasing: all[$0]) }
+            try records[0..<20].withUnsafeBufferPointer { _ = try log.append(records: $0, startWriteback: false) }
+            #expect(log.activeSize > 1024)
+            #expect(log.writebackFrom == 0)
+            try records[20..<40].withUnsafeBufferPointer { _ = try log.append(records: $0, startWriteback: true) }
+            #expect(log.writebackFrom == log.activeSize)
+        }
+        #expect(try walReplayAll(log).count == 40)
+    }
+
     @Test("reopening a log starts counting from the end of its records")
     func reopenStartsAtTheEnd() throws {
         let dir = WALTempDirectory()

@@ -513,6 +513,9 @@ public final class WriteAheadLog {
     ///     written (at most ``sealedWriteBytes`` per call, at least one record): the caller
     ///     completes them there (``RecordLayout/seal(_:kind:)``), so each piece is checksummed
     ///     and then copied into the page cache while it is still in this core's cache.
+    ///   - startWriteback: whether to start the writeback of every ``Options/writebackAfterBytes``
+    ///     written; pass false when an `fdatasync` follows at once (acknowledged batches), which
+    ///     writes them anyway: the caller's thread then does not also queue their I/O.
     /// - Returns: the LSNs given to the records, or nil when there are none.
     /// - Throws: `recordTooLarge` (nothing appended) or the write's error (the tail is rolled back
     ///   to where this call started), as ``append(_:)-(inout AppendBatch)``.
@@ -520,7 +523,8 @@ public final class WriteAheadLog {
     ///   pieces), plus an fdatasync + file creation per segment roll.
     @discardableResult
     public func append(records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
-                       seal: ((Range<Int>) -> Void)? = nil) throws(DurabilityError) -> ClosedRange<LSN>? {
+                       seal: ((Range<Int>) -> Void)? = nil,
+                       startWriteback: Bool = true) throws(DurabilityError) -> ClosedRange<LSN>? {
         guard !records.isEmpty else { return nil }
         for r in records {
             guard r.count >= RecordLayout.headerSize else {
@@ -529,7 +533,7 @@ public final class WriteAheadLog {
             let body = r.count - RecordLayout.headerSize
             guard body <= options.maxRecordSize else { throw .recordTooLarge(size: body, limit: options.maxRecordSize) }
         }
-        return try writeRecords(records, seal: seal)
+        return try writeRecords(records, seal: seal, startWriteback: startWriteback)
     }
 
     /// Bytes per `pwritev` when the caller seals records as they are written: small enough to
@@ -560,7 +564,7 @@ public final class WriteAheadLog {
     /// segment when the next record would not fit (a record larger than a segment gets a
     /// segment of its own), and rolls back to where it started on any error.
     private func writeRecords(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
-                              seal: ((Range<Int>) -> Void)?) throws(DurabilityError) -> ClosedRange<LSN> {
+                              seal: ((Range<Int>) -> Void)?, startWriteback: Bool = true) throws(DurabilityError) -> ClosedRange<LSN> {
         let maxWrite = seal == nil ? Int64.max : Int64(Self.sealedWriteBytes)
         try ensureUsable()
         let start = (segment: segments.count - 1, offset: activeSize, lsn: nextLSN - 1)
@@ -599,7 +603,7 @@ public final class WriteAheadLog {
                 }.get()
                 activeSize += bytes
                 activeFileSize = max(activeFileSize, activeSize)
-                if activeSize - writebackFrom >= options.writebackAfterBytes {
+                if startWriteback, activeSize - writebackFrom >= options.writebackAfterBytes {
                     FileIO.startWriteback(fd, offset: writebackFrom, length: activeSize - writebackFrom)
                     writebackFrom = activeSize
                 }
