@@ -6,6 +6,14 @@ import Testing
 
 @Suite("Checkpoint capture: cheap serialisation on the engine thread, checksum elsewhere, same format")
 struct CheckpointCaptureTests {
+    /// The national pipeline and an engine that has ingested the shared test stream.
+    static func nationalEngineAfterStream() throws -> (Pipeline, Engine) {
+        let p = try EngineStateTests.national()
+        let a = Engine(pipeline: p, options: EngineStateTests.options())
+        for e in EngineStateTests.stream() { a.send(e) }
+        return (p, a)
+    }
+
     @Test("the dedup index writes exactly the keys and hours its entries list, 24 little-endian bytes each")
     func dedupSerializationMatchesEntries() {
         var d = DedupIndex(horizon: 7 * 24 * DedupIndexTests.hour)
@@ -32,9 +40,7 @@ struct CheckpointCaptureTests {
 
     @Test("a capture sealed on another thread is byte for byte the checkpoint and restores to the same snapshot")
     func sealedOnAnotherThread() throws {
-        let p = try EngineStateTests.national()
-        let a = Engine(pipeline: p, options: EngineStateTests.options())
-        for e in EngineStateTests.stream() { a.send(e) }
+        let (p, a) = try Self.nationalEngineAfterStream()
         let whole = a.checkpoint()
         let capture = a.captureCheckpoint()
         #expect(capture.byteCount == whole.count)
@@ -59,9 +65,7 @@ struct CheckpointCaptureTests {
 
     @Test("a checkpoint is written as version 2 with the CRC-32C of its body in the header")
     func versionTwoCarriesCRC32C() throws {
-        let p = try EngineStateTests.national()
-        let a = Engine(pipeline: p, options: EngineStateTests.options())
-        for e in EngineStateTests.stream() { a.send(e) }
+        let (p, a) = try Self.nationalEngineAfterStream()
         let bytes = a.checkpoint()
         let version = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 8, as: UInt64.self)) }
         let sum = bytes.withUnsafeBytes { UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: 24, as: UInt64.self)) }
@@ -71,9 +75,7 @@ struct CheckpointCaptureTests {
 
     @Test("a version-1 checkpoint (FNV-1a checksum), as earlier builds wrote it, still restores; a flipped byte in it is refused")
     func versionOneStillRestores() throws {
-        let p = try EngineStateTests.national()
-        let a = Engine(pipeline: p, options: EngineStateTests.options())
-        for e in EngineStateTests.stream() { a.send(e) }
+        let (p, a) = try Self.nationalEngineAfterStream()
         // The bodies are identical: rewrite the header as version 1 wrote it.
         var v1 = a.checkpoint()
         let fnv = v1.withUnsafeBytes { fnv1a64(UnsafeRawBufferPointer(rebasing: $0[32...])) }
