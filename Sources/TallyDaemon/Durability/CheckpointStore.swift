@@ -85,15 +85,15 @@ public struct CheckpointStore: Sendable {
 
     // MARK: Writing
 
+    /// Bytes per `pwrite` of a checkpoint file; each piece's writeback is started as it is written.
+    static let writePiece = 1 << 20
+
     /// Writes a checkpoint atomically and prunes all but the newest `keep`.
     ///
     /// The caller must have made the log durable through `lsn` and applied every record ≤ `lsn`
     /// (and none after) to the state it passes.
     /// - Complexity: O(state size): one CRC pass and one `pwrite` per MiB of the bytes (each
     ///   piece's writeback started at once), one fsync of the file and one of the directory.
-    /// Bytes per `pwrite` of a checkpoint file; each piece's writeback is started as it is written.
-    static let writePiece = 1 << 20
-
     @discardableResult
     public func write(lsn: LSN, engineState: [UInt8], producers: ProducerTable, snapshotSeq: UInt64) throws(DurabilityError) -> CheckpointWriteResult {
         let producerBytes = producers.serialized()
@@ -132,10 +132,7 @@ public struct CheckpointStore: Sendable {
                     }.get()
                     offset += n
                     total += Int64(n)
-                    if total - writebackFrom >= Int64(Self.writePiece) {
-                        FileIO.startWriteback(fd, offset: writebackFrom, length: total - writebackFrom)
-                        writebackFrom = total
-                    }
+                    FileIO.startWriteback(fd, from: &writebackFrom, to: total, every: Int64(Self.writePiece))
                 }
             }
             try FileIO.fsync(fd, path: tempPath)

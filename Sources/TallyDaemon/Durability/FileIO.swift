@@ -161,6 +161,16 @@ enum FileIO {
         Int32(tally_start_writeback(fd, offset, length))
     }
 
+    /// Starts the writeback of `[from, end)` once it holds at least `every` bytes, and moves
+    /// `from` to `end`: what the log and the checkpoint store call after each write.
+    /// - Complexity: O(1), plus ``startWriteback(_:offset:length:)`` when it fires.
+    @inline(__always)
+    static func startWriteback(_ fd: Int32, from: inout Int64, to end: Int64, every: Int64) {
+        guard end - from >= every else { return }
+        startWriteback(fd, offset: from, length: end - from)
+        from = end
+    }
+
     static func fsync(_ fd: Int32, path: String) throws(DurabilityError) {
         _ = try syscall("fsync", path: path) { Glibc.fsync(fd) }
     }

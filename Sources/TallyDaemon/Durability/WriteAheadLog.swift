@@ -603,9 +603,8 @@ public final class WriteAheadLog {
                 }.get()
                 activeSize += bytes
                 activeFileSize = max(activeFileSize, activeSize)
-                if startWriteback, activeSize - writebackFrom >= options.writebackAfterBytes {
-                    FileIO.startWriteback(fd, offset: writebackFrom, length: activeSize - writebackFrom)
-                    writebackFrom = activeSize
+                if startWriteback {
+                    FileIO.startWriteback(fd, from: &writebackFrom, to: activeSize, every: options.writebackAfterBytes)
                 }
                 nextLSN += LSN(j - i)
                 i = j

@@ -149,7 +149,6 @@ func fnv1a64(_ b: UnsafeRawBufferPointer) -> UInt64 {
     return h
 }
 
-
 /// An engine checkpoint captured on the engine's thread (``Engine/captureCheckpoint()``) whose
 /// checksum is not yet computed: hand it to another thread and call ``sealed()`` there, so the
 /// O(state) checksum pass does not stall ingest.
@@ -188,8 +187,8 @@ extension Engine {
         version == 1 ? fnv1a64(body) : UInt64(CRC32C.checksum(body))
     }
 
-    /// The whole engine state as a versioned binary: magic, version, body length, FNV-1a
-    /// checksum, body. Aggregates are keyed by their canonical definition, so a checkpoint
+    /// The whole engine state as a versioned binary: magic, version, body length, checksum
+    /// (``checkpointChecksum(_:version:)``), body. Aggregates are keyed by their canonical definition, so a checkpoint
     /// restores into a changed pipeline (unchanged aggregates keep their state).
     ///
     /// Compactness: ring slots are written sparsely (non-zero slots only), strings once
