@@ -1,5 +1,6 @@
 // Starting the kernel's writeback of a file range without waiting for it (`sync_file_range`),
-// which Swift's Glibc module does not import (it needs _GNU_SOURCE). See CTallyCRC.h.
+// and the O_DIRECT flag, which Swift's Glibc module does not import (they need _GNU_SOURCE).
+// See CTallyCRC.h.
 #define _GNU_SOURCE
 #include "CTallyCRC.h"
 #include <errno.h>
@@ -15,6 +16,14 @@ int tally_start_writeback(int fd, int64_t offset, int64_t nbytes) {
     }
 #else
     (void)fd; (void)offset; (void)nbytes;
+    return 0;
+#endif
+}
+
+int tally_o_direct_flag(void) {
+#if defined(__linux__) && defined(O_DIRECT)
+    return O_DIRECT;
+#else
     return 0;
 #endif
 }

@@ -8,9 +8,12 @@ import Testing
 struct DurabilityPreallocationTests {
     static let segment: Int64 = 4096
 
-    /// Small segments; every segment after one that saw `after` syncs is preallocated.
+    /// Small segments; every segment after one that saw `after` syncs is preallocated. Written
+    /// through the page cache, so a file's size is exactly its records (or its preallocation);
+    /// `DurabilityDirectIOTests` covers direct writes into preallocated segments.
     static func options(after: Int = 1) -> WriteAheadLog.Options {
         var o = WriteAheadLog.Options()
+        o.directIO = false
         o.maxSegmentSize = segment
         o.readBufferSize = 512
         o.preallocateAfterSyncs = after

@@ -51,6 +51,10 @@ static inline int tally_malloc_fix_mmap_threshold(int bytes) {
 /// only `fdatasync` is. Returns 0, or the errno (0 and nothing done off Linux).
 int tally_start_writeback(int fd, int64_t offset, int64_t nbytes);
 
+/// The `O_DIRECT` open flag of this platform (0 where there is none), which Swift's Glibc module
+/// does not import (it needs _GNU_SOURCE, and its value differs between architectures).
+int tally_o_direct_flag(void);
+
 #ifdef __cplusplus
 }
 #endif

@@ -48,6 +48,21 @@ enum FileIO {
         return fd
     }
 
+    /// Opens `path` (which exists) again for writing with `O_DIRECT`: writes then go from the
+    /// caller's memory to the device, past the page cache.
+    /// - Returns: the descriptor, or nil when this platform or file system has no direct I/O
+    ///   (`O_DIRECT` answered with EINVAL, as on tmpfs): the caller then writes through the cache.
+    static func openDirect(_ path: String) throws(DurabilityError) -> Int32? {
+        let flag = tally_o_direct_flag()
+        guard flag != 0 else { return nil }
+        do {
+            return try open(path, flags: O_WRONLY | flag)
+        } catch {
+            if case .system(_, _, EINVAL) = error { return nil }
+            throw error
+        }
+    }
+
     /// Closes `fd`. EINTR is not retried (Linux closes the descriptor anyway).
     static func close(_ fd: Int32, path: String) throws(DurabilityError) {
         if Glibc.close(fd) == -1, errno != EINTR {

@@ -195,6 +195,16 @@ public final class WriteAheadLog {
         /// stalled the log's thread, and with it the engine, 10–30 ms each: ~100 ms of a 0.65 s
         /// run. 1 MiB is PostgreSQL's `wal_writer_flush_after` default.
         public var writebackAfterBytes: Int64 = 1 << 20
+        /// Appends that no `fdatasync` follows at once (fire-and-forget drains) go to the disk with
+        /// `O_DIRECT` (``DirectWriter``) instead of through the page cache, where the file system
+        /// allows it; false writes everything through the cache.
+        ///
+        /// Why: the page-cache copy and the kernel's writeback of every logged byte took ~40% of
+        /// the log's thread, on the cores ingest needs (PERFORMANCE.md round 11). Appends a sync
+        /// follows at once (acknowledged batches) still go through the cache: a direct write
+        /// waits for the device inside `append`, on the engine thread, while the cache copy
+        /// returns at once and the `fdatasync` on the log's thread writes it.
+        public var directIO: Bool = true
         public init() {}
     }
 
@@ -232,6 +242,9 @@ public final class WriteAheadLog {
     private var recordScratch: [UnsafeRawBufferPointer] = []
     /// Reused scratch of ``writeRecords(_:)``: the pieces of one `pwritev`.
     private var iovecs: [iovec] = []
+    /// Writes fire-and-forget appends with `O_DIRECT` (nil: ``Options/directIO`` is off, or the
+    /// file system refused it, as tmpfs does).
+    private var direct: DirectWriter?
     /// What opening cut from the tail, or nil when the tail was clean.
     public let tailRepair: TailRepair?
 
@@ -247,6 +260,10 @@ public final class WriteAheadLog {
     /// Number of segment files.
     public var segmentCount: Int { segments.count }
 
+    /// Whether appends that no sync follows go to the disk with `O_DIRECT` (``Options/directIO``,
+    /// and a file system that allows it). For the daemon's start-up log line.
+    public var usesDirectIO: Bool { direct != nil }
+
     // MARK: Opening
 
     /// Opens (or creates, mode 0700) the log in `directory`, scans the newest segment and cuts a
@@ -258,6 +275,7 @@ public final class WriteAheadLog {
         self.directory = directory
         self.options = options
         self.batch = AppendBatch(maxRecordSize: options.maxRecordSize, capacity: 0)
+        if options.directIO { direct = DirectWriter(capacity: Self.sealedWriteBytes + DirectWriter.block) }
         try FileIO.makeDirectory(directory, mode: 0o700)
         segments = try Self.listSegments(directory)
 
@@ -295,6 +313,7 @@ public final class WriteAheadLog {
             try FileIO.syncDirectory(directory)
             directoryNeedsSync = false
         }
+        if let d = direct, d.fd < 0 { try attachDirect() }
         synced = (segments.count - 1, activeSize, nextLSN - 1)
     }
 
@@ -308,7 +327,15 @@ public final class WriteAheadLog {
         try sync()
         let fd = activeFD
         activeFD = -1
+        direct?.detach()
         try FileIO.close(fd, path: segments[segments.count - 1].path)
+    }
+
+    /// Points the direct writer at the active segment (its tail block read back), or drops it
+    /// when the file system has no direct I/O.
+    private func attachDirect() throws(DurabilityError) {
+        guard let d = direct else { return }
+        if try !d.attach(path: segments[segments.count - 1].path, size: activeSize, bufferedFD: activeFD) { direct = nil }
     }
 
     static func segmentName(_ firstLSN: LSN) -> String {
@@ -348,6 +375,7 @@ public final class WriteAheadLog {
                 try FileIO.ftruncate(activeFD, to: 0, path: path)
             }
         }
+        try attachDirect()
     }
 
     /// Bytes the log's records take in `directory`: every segment's size, less the newest
@@ -598,13 +626,25 @@ public final class WriteAheadLog {
                 let path = segments[segments.count - 1].path
                 let fd = activeFD
                 let offset = activeSize
-                try iovecs.withUnsafeMutableBufferPointer { v in
-                    Result { () throws(DurabilityError) in try FileIO.pwritevAll(fd, v, at: offset, path: path) }
-                }.get()
-                activeSize += bytes
-                activeFileSize = max(activeFileSize, activeSize)
-                if startWriteback {
-                    FileIO.startWriteback(fd, from: &writebackFrom, to: activeSize, every: options.writebackAfterBytes)
+                if let direct, startWriteback {
+                    // No sync follows: straight to the device, nothing left for a writeback.
+                    let end = try iovecs.withUnsafeBufferPointer { v in
+                        Result { () throws(DurabilityError) in try direct.write(v, at: offset, path: path) }
+                    }.get()
+                    activeSize += bytes
+                    activeFileSize = max(activeFileSize, end)
+                    writebackFrom = activeSize
+                } else {
+                    try iovecs.withUnsafeMutableBufferPointer { v in
+                        Result { () throws(DurabilityError) in try FileIO.pwritevAll(fd, v, at: offset, path: path) }
+                    }.get()
+                    activeSize += bytes
+                    activeFileSize = max(activeFileSize, activeSize)
+                    // The next direct write rewrites the tail block: it must hold these bytes too.
+                    try direct?.reloadTail(size: activeSize, bufferedFD: fd, path: path)
+                    if startWriteback {
+                        FileIO.startWriteback(fd, from: &writebackFrom, to: activeSize, every: options.writebackAfterBytes)
+                    }
                 }
                 nextLSN += LSN(j - i)
                 i = j
@@ -628,6 +668,7 @@ public final class WriteAheadLog {
         }
         try FileIO.fdatasync(activeFD, path: old)
         if synced.segment == segments.count - 1 { synced = (segments.count - 1, activeSize, nextLSN - 1) }
+        direct?.detach()
         try FileIO.close(activeFD, path: old)
         activeFD = -1
         try createSegment(firstLSN: nextLSN, preallocate: syncsInSegment >= options.preallocateAfterSyncs)
@@ -678,6 +719,7 @@ public final class WriteAheadLog {
             activeSize = point.offset
             writebackFrom = min(writebackFrom, point.offset)
             activeFileSize = point.offset
+            try attachDirect()   // the tail block as the file now holds it
             nextLSN = point.lsn + 1
             if synced.segment > point.segment || synced.lsn > point.lsn { synced = point }
             pendingRepair = nil
