@@ -10,9 +10,11 @@ public protocol AggregationCore: AnyObject {
     var pipelineName: String { get }
 
     /// Applies one payload (a CloudEvent JSON object or a JSON array of them).
-    /// - Parameter origin: who sent it, for allow-lists and for the reject ledger.
+    /// - Parameter allowedSources: the CloudEvents `source` prefixes its sender may use (its
+    ///   ``FrameOrigin/sourcePrefixes``), nil for any. Only this part of the origin: the caller
+    ///   keeps the label for the reject ledger, and passing nil per frame costs no reference counting.
     /// - Complexity: O(payload bytes); allocation-free on the all-valid path.
-    func ingest(_ payload: UnsafeRawBufferPointer, origin: FrameOrigin) -> FrameOutcome
+    func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?) -> FrameOutcome
 
     /// Moves the wall-clock windows forward (wall-clock mode); a no-op in event-time mode.
     func advance(wallClockMicros: Int64)

@@ -281,11 +281,11 @@ public final class Daemon: @unchecked Sendable {
             if n % 100_000 == 0 { progress(n) }
             switch try record.decoded() {
             case .frame(_, let payload):
-                _ = payload.withUnsafeBytes { core.ingest($0, origin: FrameOrigin(label: "replay", sourcePrefixes: restriction)) }
+                _ = payload.withUnsafeBytes { core.ingest($0, allowedSources: restriction) }
             case .batch(let producer, let sequence, let payload):
                 let id = Array(producer)
                 guard case .apply = table.check(producer: id, sequence: sequence) else { return }
-                let outcome = payload.withUnsafeBytes { core.ingest($0, origin: FrameOrigin(label: "replay", sourcePrefixes: restriction)) }
+                let outcome = payload.withUnsafeBytes { core.ingest($0, allowedSources: restriction) }
                 table.record(producer: id, sequence: sequence, reply: AckStatus.json(outcome))
             case .meta(let body):
                 if let r = OriginRecord.decode(body) { restriction = r }
@@ -799,12 +799,22 @@ public final class Daemon: @unchecked Sendable {
             }
             let recordSizes = d.metrics != nil
             let core = d.core   // round 7: one existential load + retain per drain, not per frame
+            // Read once per drain. Per frame the core gets only the allowed sources (nil for
+            // an open socket): passing the frame's whole origin (label + prefixes, copied out of
+            // the class's `pulls`) cost an exclusivity check and two retain/release pairs per
+            // frame (round 11). The label is built only for a rejection, below.
+            let pullPrefixes = d.pulls.map(\.origin.sourcePrefixes)
             batch.buffer.withUnsafeBytes { raw in
                 for (fi, f) in batch.frames.enumerated() {
                     let payload = UnsafeRawBufferPointer(rebasing: raw[f.offset..<(f.offset + f.count)])
-                    var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
-                    if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }
-                    let outcome = core.ingest(payload, origin: origin)
+                    let outcome: FrameOutcome
+                    if f.restriction >= 0 {
+                        outcome = core.ingest(payload, allowedSources: batch.restrictions[Int(f.restriction)])
+                    } else if f.origin >= 0, let prefixes = pullPrefixes[Int(f.origin)] {
+                        outcome = core.ingest(payload, allowedSources: prefixes)
+                    } else {
+                        outcome = core.ingest(payload, allowedSources: nil)
+                    }
                     accepted &+= outcome.accepted
                     duplicates &+= outcome.duplicates
                     unrouted &+= outcome.unrouted
@@ -815,6 +825,8 @@ public final class Daemon: @unchecked Sendable {
                     if recordSizes { tally.batchSizes.append(n) }
                     if outcome.payloadError != nil || !outcome.rejected.isEmpty {
                         rejected &+= outcome.payloadError != nil ? 1 : outcome.rejected.count
+                        var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
+                        if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }
                         if f.ack >= 0 {
                             origin.label = "ack:" + String(decoding: batch.pendingAcks[Int(f.ack)].producer, as: UTF8.self)
                         }
