@@ -149,9 +149,15 @@ public struct TailRepair: Sendable, Equatable, CustomStringConvertible {
 ///   successful `sync` — for fire-and-forget frames that is up to one sync interval (the daemon
 ///   syncs every 100 ms), for acknowledged batches nothing, because they are answered only after
 ///   `sync` returns.
-/// - Writeback: every ``Options/writebackAfterBytes`` appended, the kernel's writeback of those
-///   bytes is started without waiting (`sync_file_range`), so a later `fdatasync` finds little
-///   left to write instead of stalling the log's thread for all of it.
+/// - Direct writes: appends that no sync follows at once go to the device with `O_DIRECT`
+///   (``DirectWriter``, ``Options/directIO``), where the file system allows it; they are on the
+///   device when `append` returns, but still durable only after `sync` (the device's cache, the
+///   file's size). Each one ends on a 4 KiB boundary, so the newest segment may end in up to
+///   4,095 zero bytes after its last record, read as the end like a preallocated tail.
+/// - Writeback: for appends through the page cache, every ``Options/writebackAfterBytes``
+///   appended, the kernel's writeback of those bytes is started without waiting
+///   (`sync_file_range`), so a later `fdatasync` finds little left to write instead of stalling
+///   the log's thread for all of it.
 /// - Preallocation: after a segment that saw ``Options/preallocateAfterSyncs`` fdatasyncs, the
 ///   next one is created zero-filled to full size, so each later `fdatasync` writes data only
 ///   (no size change to journal). Only the newest segment keeps such a tail (a roll cuts it);
