@@ -53,6 +53,16 @@ struct DurabilityDirectIOTests {
         }
     }
 
+    /// Syncs both logs, then holds the direct one to the buffered one: the same records
+    /// (``expectSameRecords(direct:buffered:usesDirectIO:)``) and a replay of `all`.
+    static func expectSameLog(_ direct: WriteAheadLog, in d: WALTempDirectory, as buffered: WriteAheadLog,
+                              in b: WALTempDirectory, replaying all: [LogEntry]) throws {
+        try direct.sync()
+        try buffered.sync()
+        try expectSameRecords(direct: d, buffered: b, usesDirectIO: direct.usesDirectIO)
+        #expect(try walReplayAll(direct).map(\.1) == all)
+    }
+
     @Test("the log uses O_DIRECT exactly when the file system takes it, and never when it is turned off")
     func usedWhereAvailable() throws {
         let dir = WALTempDirectory("direct")
@@ -76,11 +86,8 @@ struct DurabilityDirectIOTests {
             #expect(try direct.append(call) == buffered.append(call))
             all += call
         }
-        try direct.sync()
-        try buffered.sync()
+        try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
         #expect(direct.segmentCount > 2, "large records rolled the 256 KiB segments")
-        try Self.expectSameRecords(direct: d, buffered: b, usesDirectIO: direct.usesDirectIO)
-        #expect(try walReplayAll(direct).map(\.1) == all)
     }
 
     @Test("appends a sync follows go through the page cache, and the next direct write keeps their bytes")
@@ -102,10 +109,7 @@ struct DurabilityDirectIOTests {
             if synced { try direct.sync() }
             all += entries
         }
-        try direct.sync()
-        try buffered.sync()
-        try Self.expectSameRecords(direct: d, buffered: b, usesDirectIO: direct.usesDirectIO)
-        #expect(try walReplayAll(direct).map(\.1) == all)
+        try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
     }
 
     @Test("a log reopened after direct writes (no clean close) reads its tail block back and appends after it intact")
@@ -145,11 +149,9 @@ struct DurabilityDirectIOTests {
             #expect(try direct.append([e]) == buffered.append([e]))
             all.append(e)
         }
-        try direct.sync()
-        try buffered.sync()
+        try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
         #expect(direct.segmentCount > 2)
         #expect(direct.activeFileSize == 16 << 10, "the newest segment keeps its preallocated size")
-        try Self.expectSameRecords(direct: d, buffered: b, usesDirectIO: direct.usesDirectIO)
         let reopened = try WriteAheadLog(directory: d.path, options: o)
         #expect(reopened.tailRepair == nil)
         #expect(try walReplayAll(reopened).map(\.1) == all)
