@@ -112,6 +112,35 @@ struct DurabilityDirectIOTests {
         try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
     }
 
+    /// Whether the temporary directories' file system takes `O_DIRECT` (for tests that need it).
+    static let availableInTemp: Bool = {
+        let dir = WALTempDirectory("probe")
+        defer { dir.remove() }
+        return (try? directIOAvailable(dir.path)) ?? false
+    }()
+
+    @Test("a file system that refuses direct writes (EINVAL) turns them off for the log: that append and the next go through the page cache, nothing lost",
+          .enabled(if: availableInTemp, "the temporary directory's file system has no O_DIRECT"))
+    func refusedDirectWritesFallBack() throws {
+        let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        defer { d.remove(); b.remove() }
+        let direct = try WriteAheadLog(directory: d.path, options: Self.options(direct: true, segment: 64 << 10))
+        let buffered = try WriteAheadLog(directory: b.path, options: Self.options(direct: false, segment: 64 << 10))
+        #expect(direct.usesDirectIO)
+        var all: [LogEntry] = []
+        for k in 0..<6 {
+            if k == 2 { direct.direct?.refusesWrites = true }
+            let call = (0..<(k + 2)).map { Self.entry(k * 50 + $0 * 2) }
+            #expect(try direct.append(call) == buffered.append(call))
+            all += call
+            #expect(direct.usesDirectIO == (k < 2))
+        }
+        try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
+        let reopened = try WriteAheadLog(directory: d.path, options: Self.options(direct: false))
+        #expect(reopened.tailRepair == nil)
+        #expect(try walReplayAll(reopened).map(\.1) == all)
+    }
+
     @Test("a log reopened after direct writes (no clean close) reads its tail block back and appends after it intact")
     func reopenedAfterDirectWrites() throws {
         let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")

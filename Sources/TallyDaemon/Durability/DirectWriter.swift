@@ -37,6 +37,9 @@ final class DirectWriter {
     private let staging: UnsafeMutableRawPointer
     /// The `O_DIRECT` descriptor of the segment being written, or -1.
     private(set) var fd: Int32 = -1
+    /// Tests: every write fails with EINVAL, as on a file system that opens files with
+    /// `O_DIRECT` but refuses 4 KiB-aligned writes (the log then falls back to the page cache).
+    var refusesWrites = false
 
     /// - Parameter capacity: bytes per write, rounded up to a multiple of ``block`` (at least 2
     ///   blocks: the tail block and one more).
@@ -90,6 +93,7 @@ final class DirectWriter {
     /// - Complexity: O(bytes) copy (from the caller's cache), one `pwrite` per ``capacity`` bytes.
     func write(_ pieces: UnsafeBufferPointer<iovec>, at offset: Int64, path: String) throws(DurabilityError) -> Int64 {
         precondition(fd >= 0, "DirectWriter.write without a segment")
+        if refusesWrites { throw .system(call: "pwrite", path: path, errno: EINVAL) }
         let b = Self.block
         var fill = Int(offset % Int64(b))
         var blockStart = offset - Int64(fill)

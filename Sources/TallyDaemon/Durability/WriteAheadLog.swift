@@ -249,8 +249,8 @@ public final class WriteAheadLog {
     /// Reused scratch of ``writeRecords(_:)``: the pieces of one `pwritev`.
     private var iovecs: [iovec] = []
     /// Writes fire-and-forget appends with `O_DIRECT` (nil: ``Options/directIO`` is off, or the
-    /// file system refused it, as tmpfs does).
-    private var direct: DirectWriter?
+    /// file system refused it, as tmpfs before Linux 6.6 does).
+    private(set) var direct: DirectWriter?
     /// What opening cut from the tail, or nil when the tail was clean.
     public let tailRepair: TailRepair?
 
@@ -567,7 +567,23 @@ public final class WriteAheadLog {
             let body = r.count - RecordLayout.headerSize
             guard body <= options.maxRecordSize else { throw .recordTooLarge(size: body, limit: options.maxRecordSize) }
         }
-        return try writeRecords(records, seal: seal, startWriteback: startWriteback)
+        return try writeFallingBack(records, seal: seal, startWriteback: startWriteback)
+    }
+
+    /// ``writeRecords(_:seal:startWriteback:)``, once more through the page cache when a direct
+    /// write is refused with EINVAL (a file system that opens files with `O_DIRECT` but does not
+    /// take 4 KiB-aligned writes, as some FUSE and network file systems): direct I/O is then off
+    /// for this log, and the append succeeds (the refused attempt was rolled back; `seal` only
+    /// stamps the same bytes again).
+    private func writeFallingBack(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
+                                  seal: ((Range<Int>) -> Void)?, startWriteback: Bool) throws(DurabilityError) -> ClosedRange<LSN> {
+        do {
+            return try writeRecords(records, seal: seal, startWriteback: startWriteback)
+        } catch {
+            guard direct != nil, pendingRepair == nil, case .system(_, _, EINVAL) = error else { throw error }
+            direct = nil
+            return try writeRecords(records, seal: seal, startWriteback: startWriteback)
+        }
     }
 
     /// Bytes per `pwritev` when the caller seals records as they are written: small enough to
@@ -588,7 +604,7 @@ public final class WriteAheadLog {
                     start = end
                 }
                 return try pieces.withUnsafeBufferPointer { records in
-                    Result { () throws(DurabilityError) in try writeRecords(records, seal: nil) }
+                    Result { () throws(DurabilityError) in try writeFallingBack(records, seal: nil, startWriteback: true) }
                 }.get()
             }
         }.get()
