@@ -63,6 +63,20 @@ struct DurabilityDirectIOTests {
         #expect(try walReplayAll(direct).map(\.1) == all)
     }
 
+    /// A direct log and a page-cache log with the same segment size, each in a temporary
+    /// directory of its own (the caller removes both).
+    static func pair(segment: Int64) throws -> (d: WALTempDirectory, b: WALTempDirectory, direct: WriteAheadLog, buffered: WriteAheadLog) {
+        let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        do {
+            return (d, b, try WriteAheadLog(directory: d.path, options: options(direct: true, segment: segment)),
+                    try WriteAheadLog(directory: b.path, options: options(direct: false, segment: segment)))
+        } catch {
+            d.remove()
+            b.remove()
+            throw error
+        }
+    }
+
     @Test("the log uses O_DIRECT exactly when the file system takes it, and never when it is turned off")
     func usedWhereAvailable() throws {
         let dir = WALTempDirectory("direct")
@@ -74,10 +88,8 @@ struct DurabilityDirectIOTests {
 
     @Test("direct appends leave the records a page-cache log leaves, followed by zeros to the block boundary, and replay the same")
     func sameRecordsAsThePageCache() throws {
-        let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        let (d, b, direct, buffered) = try Self.pair(segment: 256 << 10)
         defer { d.remove(); b.remove() }
-        let direct = try WriteAheadLog(directory: d.path, options: Self.options(direct: true, segment: 256 << 10))
-        let buffered = try WriteAheadLog(directory: b.path, options: Self.options(direct: false, segment: 256 << 10))
         var all: [LogEntry] = []
         var i = 0
         for size in [1, 3, 1, 17, 2, 40, 1, 9] {
@@ -92,10 +104,8 @@ struct DurabilityDirectIOTests {
 
     @Test("appends a sync follows go through the page cache, and the next direct write keeps their bytes")
     func mixedWithAppendsASyncFollows() throws {
-        let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        let (d, b, direct, buffered) = try Self.pair(segment: 64 << 10)
         defer { d.remove(); b.remove() }
-        let direct = try WriteAheadLog(directory: d.path, options: Self.options(direct: true, segment: 64 << 10))
-        let buffered = try WriteAheadLog(directory: b.path, options: Self.options(direct: false, segment: 64 << 10))
         var all: [LogEntry] = []
         var origin: [String]?? = .none
         var scratch = LogWriter.Scratch()
@@ -122,10 +132,8 @@ struct DurabilityDirectIOTests {
     @Test("a file system that refuses direct writes (EINVAL) turns them off for the log: that append and the next go through the page cache, nothing lost",
           .enabled(if: availableInTemp, "the temporary directory's file system has no O_DIRECT"))
     func refusedDirectWritesFallBack() throws {
-        let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        let (d, b, direct, buffered) = try Self.pair(segment: 64 << 10)
         defer { d.remove(); b.remove() }
-        let direct = try WriteAheadLog(directory: d.path, options: Self.options(direct: true, segment: 64 << 10))
-        let buffered = try WriteAheadLog(directory: b.path, options: Self.options(direct: false, segment: 64 << 10))
         #expect(direct.usesDirectIO)
         var all: [LogEntry] = []
         for k in 0..<6 {
