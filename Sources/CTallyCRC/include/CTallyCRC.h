@@ -46,6 +46,17 @@ static inline int tally_malloc_fix_mmap_threshold(int bytes) {
 #endif
 }
 
+/// Returns the free memory of every malloc arena to the kernel (`malloc_trim(0)`: the free top
+/// of each heap, and whole free pages inside it), so resident memory follows live memory after
+/// a burst. Returns 1 when memory was released (0, and nothing done, off glibc).
+static inline int tally_malloc_trim(void) {
+#if defined(__GLIBC__)
+    return malloc_trim(0);
+#else
+    return 0;
+#endif
+}
+
 /// Starts the kernel's writeback of `nbytes` at `offset` of `fd` and returns without waiting
 /// for it (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, EINTR retried). Not a durability barrier:
 /// only `fdatasync` is. Returns 0, or the errno (0 and nothing done off Linux).

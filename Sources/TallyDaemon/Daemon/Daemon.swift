@@ -503,6 +503,7 @@ public final class Daemon: @unchecked Sendable {
                         "path": "\(written.path)", "bytes": "\(written.bytes)", "lsn": "\(job.lsn)",
                         "capture-ms": "\(Double(job.captureNanos / 10_000) / 100)",
                         "of-which-log-sync-ms": "\(Double(job.syncNanos / 10_000) / 100)",
+                        "heap-trim-ms": "\(Double(job.trimNanos / 10_000) / 100)",
                         "total-ms": "\(total / 1_000_000)",
                     ])
                     // Durable: only now may the log behind the older kept checkpoint go.

@@ -36,6 +36,9 @@ final class CheckpointWriter: @unchecked Sendable {
         /// The part of it spent syncing the log (the fsync the 100 ms sync timer would otherwise
         /// have done a little later), ns.
         var syncNanos: UInt64
+        /// How long returning free heap memory to the kernel took after the write
+        /// (``MallocTuning/trimAfterCheckpoint()``), ns; 0 when not done. Set by this thread.
+        var trimNanos: UInt64 = 0
     }
 
     enum Task: Sendable {
@@ -122,6 +125,7 @@ final class CheckpointWriter: @unchecked Sendable {
             // are freed here, not on the engine thread.
             finished.engineState = CapturedCheckpoint(bytes: [])
             finished.producers = ProducerTable(capacity: 1)
+            finished.trimNanos = MallocTuning.trimAfterCheckpoint()
             outcome = .checkpoint(finished, result: result)
         case .removeSegments(let paths)?:
             outcome = Self.remove(paths, directory: store.directory)
