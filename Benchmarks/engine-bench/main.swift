@@ -154,8 +154,10 @@ if only == nil, let e = lastEngine {
     for _ in 0..<100 { n += e.snapshot().json(seq: 1, publishedAt: 0).count }
     print("snapshot + JSON: \(fmt((now() - t0) / 100 * 1e6, 1)) µs (\(n / 100) bytes)")
     let t1 = now()
-    let ck = e.checkpoint()
-    print("checkpoint: \(ck.count) bytes in \(fmt((now() - t1) * 1e3, 1)) ms")
+    let capture = e.captureCheckpoint()
+    let t2 = now()
+    let ck = capture.sealed()
+    print("checkpoint: \(ck.count) bytes in \(fmt((now() - t1) * 1e3, 1)) ms (capture on the engine's thread \(fmt((t2 - t1) * 1e3, 1)) ms, then seal \(fmt((now() - t2) * 1e3, 1)) ms)")
 }
 
 // MARK: - 2. aggregate only (pre-decoded events)

@@ -174,8 +174,9 @@ public final class EngineCore: AggregationCore {
     /// - Complexity: O(state size): keys, buckets and remembered ids, never events.
     public func checkpoint() -> [UInt8]? { engine.checkpoint() }
 
-    /// `Engine.captureCheckpoint()` here (serialisation only); the FNV-1a checksum pass runs in
-    /// ``CapturedCheckpoint/finished()`` on the checkpoint thread.
+    /// `Engine.captureCheckpoint()` here (serialisation, without the remembered ids); the ids'
+    /// entries and the checksum are written in ``CapturedCheckpoint/finished()`` on the
+    /// checkpoint thread.
     /// - Complexity: O(state size) here, O(bytes) there.
     public func captureCheckpoint() -> CapturedCheckpoint? {
         let box = CaptureBox(engine.captureCheckpoint())

@@ -204,13 +204,14 @@ struct DedupIndex {
     /// - Returns: entries written.
     /// - Complexity: O(slots of the live hours), a few ns per id (sequential reads and writes).
     func serializeEntries(into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
-        var written = 0
-        for s in sets.indices where setHour[s] != .min {
-            written += sets[s].serialize(hour: setHour[s], into: out.advanced(by: written * Self.serializedEntrySize),
-                                         maxEntries: maxEntries - written)
-        }
-        return written
+        snapshot.serialize(into: out, maxEntries: maxEntries)
     }
+
+    /// The remembered ids as of now, to serialise later on another thread: the hour sets are
+    /// shared copy-on-write, so taking this costs O(hours) retains, and while it lives the
+    /// index's next insert into a shared set copies that set once (about an hour of ids) and
+    /// the ring of sets (171 entries). The filter is not part of it (a restore rebuilds it).
+    var snapshot: DedupSnapshot { DedupSnapshot(sets: sets, setHour: setHour, count: liveCount) }
 
     /// Restores from a checkpoint (entries as written by ``entries``), then builds the filter.
     /// - Complexity: O(entries).
@@ -342,6 +343,25 @@ struct BlockedBloomFilter {
 /// Why not `Set`: an ``EventKey`` already is a uniform 128-bit hash, so its low bits index the
 /// table directly; `Set` would re-hash it with SipHash on every lookup.
 /// - Complexity: O(1) expected per operation; grows by doubling at load 0.7.
+/// The ids a ``DedupIndex`` remembered at one moment (``DedupIndex/snapshot``), for the
+/// checkpoint's bulk written off the engine thread (``CheckpointCapture/sealed()``).
+struct DedupSnapshot: Sendable {
+    let sets: [HourKeySet]
+    let setHour: [Int64]
+    /// Ids held by the live hours: what ``serialize(into:maxEntries:)`` writes.
+    let count: Int
+
+    /// ``DedupIndex/serializeEntries(into:maxEntries:)`` of the index as it was.
+    func serialize(into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
+        var written = 0
+        for s in sets.indices where setHour[s] != .min {
+            written += sets[s].serialize(hour: setHour[s], into: out.advanced(by: written * DedupIndex.serializedEntrySize),
+                                         maxEntries: maxEntries - written)
+        }
+        return written
+    }
+}
+
 struct HourKeySet {
     struct Slot {
         var hi: UInt64
