@@ -205,8 +205,9 @@ public final class WriteAheadLog {
         /// `O_DIRECT` (``DirectWriter``) instead of through the page cache, where the file system
         /// allows it; false writes everything through the cache.
         ///
-        /// Why: the page-cache copy and the kernel's writeback of every logged byte took ~40% of
-        /// the log's thread, on the cores ingest needs (PERFORMANCE.md round 11). Appends a sync
+        /// Why: copying every logged byte into the page cache was 37% of the log's thread, and the
+        /// kernel then wrote it back, on the cores ingest needs; with direct writes the log's
+        /// thread uses 28% less CPU (PERFORMANCE.md rounds 10–11). Appends a sync
         /// follows at once (acknowledged batches) still go through the cache: a direct write
         /// waits for the device inside `append`, on the engine thread, while the cache copy
         /// returns at once and the `fdatasync` on the log's thread writes it.
