@@ -41,7 +41,7 @@ struct BenchCommand: ParsableCommand {
     func validate() throws {
         guard events >= 100 && events <= 100_000_000 else { throw ValidationError("--events must be between 100 and 100000000") }
         guard batch >= 1 && batch <= 10_000 else { throw ValidationError("--batch must be between 1 and 10000") }
-        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
+        try validateWindow(window)
         guard producers >= 1 && producers <= 64 else { throw ValidationError("--producers must be between 1 and 64") }
         if let rate { guard rate > 0 else { throw ValidationError("--rate must be positive, e.g. 100000") } }
     }

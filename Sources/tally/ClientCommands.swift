@@ -37,7 +37,7 @@ struct SendCommand: ParsableCommand {
     func validate() throws {
         guard batch >= 1 && batch <= 100_000 else { throw ValidationError("--batch must be between 1 and 100000") }
         guard retries >= 1 else { throw ValidationError("--retries must be at least 1") }
-        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
+        try validateWindow(window)
     }
 
     func run() throws {

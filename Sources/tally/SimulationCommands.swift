@@ -42,7 +42,7 @@ struct SimulateCommand: ParsableCommand {
     func validate() throws {
         guard SimulationProfile.named(profile) != nil else { throw ValidationError("--profile \(profile) is unknown: use april-2024") }
         try validateFeed(scale: scale, rate: rate, max: max, batch: batch)
-        guard window >= 1 && window <= 16 else { throw ValidationError("--window must be between 1 and 16") }
+        try validateWindow(window)
     }
 
     func run() throws {
@@ -113,6 +113,13 @@ struct DemoCommand: AsyncParsableCommand {
 }
 
 /// The feeding options `simulate` and `demo` share: scale, `--rate` or `--max`, events per frame.
+/// `--window` of the acknowledged commands: 1 to the daemon's ``ProducerTable/windowLimit``.
+func validateWindow(_ window: Int) throws {
+    guard (1...ProducerTable.windowLimit).contains(window) else {
+        throw ValidationError("--window must be between 1 and \(ProducerTable.windowLimit)")
+    }
+}
+
 func validateFeed(scale: Double, rate: Int?, max: Bool, batch: Int) throws {
     guard SimulationProfile.scaleRange.contains(scale) else {
         throw ValidationError("--scale \(scale) is out of range: use \(SimulationProfile.scaleRange.lowerBound)...\(SimulationProfile.scaleRange.upperBound), e.g. 0.001")

@@ -11,11 +11,7 @@ import Testing
 @Suite("Write-ahead log: fire-and-forget appends written with O_DIRECT")
 struct DurabilityDirectIOTests {
     static func options(direct: Bool, segment: Int64 = 1 << 20) -> WriteAheadLog.Options {
-        var o = WriteAheadLog.Options()
-        o.directIO = direct
-        o.maxSegmentSize = segment
-        o.readBufferSize = 4096
-        return o
+        walOptions(segment: segment, readBuffer: 4096, directIO: direct)
     }
 
     /// Entries of many sizes (so record ends fall anywhere in a block), with a few larger than
@@ -114,7 +110,7 @@ struct DurabilityDirectIOTests {
             if origin != .none { entries.removeFirst() }   // the origin is logged once
             let synced = k % 2 == 1   // an acknowledged drain: through the page cache, then fdatasync
             #expect(LogWriter.append(&batch, to: direct, receivedAt: DurabilityInPlaceTests.receivedAt, origin: &origin,
-                                     scratch: &scratch, startWriteback: !synced) == nil)
+                                     scratch: &scratch, syncFollows: synced) == nil)
             _ = try buffered.append(entries)
             if synced { try direct.sync() }
             all += entries

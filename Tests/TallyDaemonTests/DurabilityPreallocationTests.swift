@@ -12,10 +12,7 @@ struct DurabilityPreallocationTests {
     /// through the page cache, so a file's size is exactly its records (or its preallocation);
     /// `DurabilityDirectIOTests` covers direct writes into preallocated segments.
     static func options(after: Int = 1) -> WriteAheadLog.Options {
-        var o = WriteAheadLog.Options()
-        o.directIO = false
-        o.maxSegmentSize = segment
-        o.readBufferSize = 512
+        var o = walOptions(segment: segment)
         o.preallocateAfterSyncs = after
         return o
     }

@@ -44,6 +44,16 @@ func walSamplePayload(_ i: Int) -> [UInt8] {
     return (0..<n).map { UInt8(truncatingIfNeeded: $0 &+ i) }
 }
 
+/// Log options for the tests: `segment`-byte segments, a `readBuffer`-byte replay buffer, and
+/// direct writes only when `directIO` (tests of the page-cache layout turn them off).
+func walOptions(segment: Int64, readBuffer: Int = 512, directIO: Bool = false) -> WriteAheadLog.Options {
+    var o = WriteAheadLog.Options()
+    o.directIO = directIO
+    o.maxSegmentSize = segment
+    o.readBufferSize = readBuffer
+    return o
+}
+
 /// Everything a replay delivered, decoded into owned values.
 func walReplayAll(_ log: WriteAheadLog, after lsn: LSN = 0) throws -> [(LSN, LogEntry)] {
     var out: [(LSN, LogEntry)] = []

@@ -12,10 +12,7 @@ struct DurabilityWritebackTests {
     /// Through the page cache: writeback is what the log starts for bytes it wrote there
     /// (direct writes leave nothing to write back).
     static func options(every bytes: Int64, segment: Int64 = 16 << 10) -> WriteAheadLog.Options {
-        var o = WriteAheadLog.Options()
-        o.directIO = false
-        o.maxSegmentSize = segment
-        o.readBufferSize = 512
+        var o = walOptions(segment: segment)
         o.writebackAfterBytes = bytes
         return o
     }
@@ -91,10 +88,10 @@ struct DurabilityWritebackTests {
         try bytes.withUnsafeMutableBytes { all in
             for r in ranges { RecordLayout.seal(UnsafeMutableRawBufferPointer(rebasing: all[r]), kind: .frame) }
             let records = ranges.map { UnsafeRawBufferPointer(rebasing: all[$0]) }
-            try records[0..<20].withUnsafeBufferPointer { _ = try log.append(records: $0, startWriteback: false) }
+            try records[0..<20].withUnsafeBufferPointer { _ = try log.append(records: $0, syncFollows: true) }
             #expect(log.activeSize > 1024)
             #expect(log.writebackFrom == 0)
-            try records[20..<40].withUnsafeBufferPointer { _ = try log.append(records: $0, startWriteback: true) }
+            try records[20..<40].withUnsafeBufferPointer { _ = try log.append(records: $0, syncFollows: false) }
             #expect(log.writebackFrom == log.activeSize)
         }
         #expect(try walReplayAll(log).count == 40)

@@ -29,12 +29,12 @@ struct CheckpointCaptureTests {
             for v in [k.hi, k.lo, UInt64(bitPattern: h)] { withUnsafeBytes(of: v.littleEndian) { expected.append(contentsOf: $0) } }
         }
         var out = [UInt8](repeating: 0xAA, count: entries.count * DedupIndex.serializedEntrySize + 24)
-        let written = out.withUnsafeMutableBytes { d.serializeEntries(into: $0.baseAddress!, maxEntries: entries.count) }
+        let written = out.withUnsafeMutableBytes { d.snapshot.serialize(into: $0.baseAddress!, maxEntries: entries.count) }
         #expect(written == entries.count)
         #expect(Array(out.prefix(expected.count)) == expected)
         #expect(out.suffix(24).allSatisfy { $0 == 0xAA }, "nothing is written past the entries")
         // Never past maxEntries either.
-        let short = out.withUnsafeMutableBytes { d.serializeEntries(into: $0.baseAddress!, maxEntries: 10) }
+        let short = out.withUnsafeMutableBytes { d.snapshot.serialize(into: $0.baseAddress!, maxEntries: 10) }
         #expect(short == 10)
     }
 

@@ -1,6 +1,7 @@
-// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, the one glibc malloc
-// setting the daemon makes (`mallopt` is not in Swift's Glibc module: <malloc.h> is not part of it),
-// and `sync_file_range` for the write-ahead log (not in Swift's Glibc module: it needs _GNU_SOURCE).
+// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, the glibc malloc calls the
+// daemon makes (`mallopt`, `malloc_trim`: <malloc.h> is not part of Swift's Glibc module), and
+// `sync_file_range` and `O_DIRECT` for the write-ahead log (not in Swift's Glibc module: they
+// need _GNU_SOURCE).
 //
 // Why C: the SSE4.2 `crc32` instruction (and ARMv8 `crc32c*`) needs a per-function target
 // attribute; Swift 6.3.1 cannot compile the intrinsic without a global `-msse4.2` flag (an

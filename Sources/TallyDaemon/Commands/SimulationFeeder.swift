@@ -243,15 +243,14 @@ final class PushSink: FrameSink {
 }
 
 /// Acknowledged: DEALER, `window` batches in flight, Lazy Pirate re-send on 2.5 s of silence
-/// (``AckProducer``). A batch still refused after 20 attempts stops the feeder.
+/// (``AckProducer``). A batch still refused after ``attempts`` attempts stops the feeder.
 final class AckSink: FrameSink {
+    static let attempts = 20
     let producer: AckProducer
-    let endpoint: String
 
     init(context: Context, endpoint: String, producer: String, window: Int = 1, curve: CurveClientKeys? = nil) throws {
-        self.endpoint = endpoint
         self.producer = try AckProducer(context: context, endpoint: endpoint, producer: producer, window: window,
-                                        timeout: .milliseconds(2500), retries: 20, curve: curve)
+                                        timeout: .milliseconds(2500), retries: Self.attempts, curve: curve)
     }
 
     func send(_ frame: [UInt8], events: Int, report: inout SimulationFeeder.Report) throws {
@@ -266,7 +265,7 @@ final class AckSink: FrameSink {
         report.retries = producer.resends
         for d in done {
             if let error = d.status["error"] {
-                throw CommandFailure(code: 1, "batch \(d.tag) (sequence \(d.sequence)) was not applied after 20 attempts: \(error)")
+                throw CommandFailure(code: 1, "batch \(d.tag) (sequence \(d.sequence)) was not applied after \(Self.attempts) attempts: \(error)")
             }
             report.rejected += (d.status["rejected"] as? [Any])?.count ?? 0
         }

@@ -113,7 +113,7 @@ final class LogWriter: @unchecked Sendable {
         precondition(!busy, "LogWriter.appendHere with a job in flight")
         if batch.frames.isEmpty { return nil }
         // Acknowledged batches: the fdatasync that follows writes them, no writeback to start here.
-        return Self.append(&batch, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch, startWriteback: false)
+        return Self.append(&batch, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch, syncFollows: true)
     }
 
     /// Hands the writer one `fdatasync` of everything appended (after ``appendHere(_:receivedAt:)``);
@@ -137,7 +137,7 @@ final class LogWriter: @unchecked Sendable {
         var r = Outcome()
         let needsSync = job.needsSync || syncOnly
         if !syncOnly, !job.frames.isEmpty || needsSync {
-            r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch, startWriteback: !needsSync)
+            r.error = Self.append(&job, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch, syncFollows: needsSync)
         }
         if r.error == nil, needsSync {
             beforeSync?()
@@ -174,7 +174,7 @@ final class LogWriter: @unchecked Sendable {
     /// - Complexity: O(batch bytes): one CRC pass; the kernel's page-cache copy is the only copy.
     static func append(_ batch: inout FrameBatch, to log: WriteAheadLog, receivedAt: Int64,
                        origin loggedOrigin: inout [String]??, scratch: inout Scratch,
-                       startWriteback: Bool = true) -> DurabilityError? {
+                       syncFollows: Bool = false) -> DurabilityError? {
         var origin = loggedOrigin
         scratch.meta.removeAll(keepingCapacity: true)
         scratch.metaAt.removeAll(keepingCapacity: true)
@@ -230,7 +230,7 @@ final class LogWriter: @unchecked Sendable {
                 }
                 do throws(DurabilityError) {
                     _ = try scratch.records.withUnsafeBufferPointer { records in
-                        Result { () throws(DurabilityError) in try log.append(records: records, seal: seal, startWriteback: startWriteback) }
+                        Result { () throws(DurabilityError) in try log.append(records: records, seal: seal, syncFollows: syncFollows) }
                     }.get()
                     return nil
                 } catch {

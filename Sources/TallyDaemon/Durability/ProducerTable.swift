@@ -76,26 +76,16 @@ public struct ProducerTable: Sendable, Equatable {
     public var count: Int { index.count }
 
     /// What to do with a batch; does not change the table (a read of recency is not a use).
-    /// - Complexity: O(id length) for the hash, plus O(log ``windowLimit``) for an older sequence.
+    /// - Complexity: O(id length) for the hash, plus O(``windowLimit``) for an older sequence.
     public func check(producer: [UInt8], sequence: UInt64) -> Decision {
         guard let i = index[producer] else { return .apply }
         let slot = slots[i]
         if sequence > slot.sequence { return .apply }
         if sequence == slot.sequence { return .resend(reply: slot.reply) }
-        if sequence < slot.floor || Self.contains(slot.recent, sequence) {
+        if sequence < slot.floor || slot.recent.contains(sequence) {
             return .alreadyApplied(lastSequence: slot.sequence)
         }
         return .apply   // a gap: never made durable, overtaken by a later batch
-    }
-
-    /// Binary search in an ascending array.
-    private static func contains(_ sorted: [UInt64], _ x: UInt64) -> Bool {
-        var lo = 0, hi = sorted.count
-        while lo < hi {
-            let mid = (lo + hi) / 2
-            if sorted[mid] < x { lo = mid + 1 } else { hi = mid }
-        }
-        return lo < sorted.count && sorted[lo] == x
     }
 
     /// The last durable sequence of `producer`, if tracked.

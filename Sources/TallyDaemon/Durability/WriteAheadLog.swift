@@ -548,9 +548,11 @@ public final class WriteAheadLog {
     ///     written (at most ``sealedWriteBytes`` per call, at least one record): the caller
     ///     completes them there (``RecordLayout/seal(_:kind:)``), so each piece is checksummed
     ///     and then copied into the page cache while it is still in this core's cache.
-    ///   - startWriteback: whether to start the writeback of every ``Options/writebackAfterBytes``
-    ///     written; pass false when an `fdatasync` follows at once (acknowledged batches), which
-    ///     writes them anyway: the caller's thread then does not also queue their I/O.
+    ///   - syncFollows: whether an `fdatasync` follows at once (acknowledged batches). Then the
+    ///     records go through the page cache with no writeback started (the sync writes them, and
+    ///     the caller's thread does not wait for the device); otherwise they are written with
+    ///     `O_DIRECT` where the log uses it (``Options/directIO``), else through the cache with
+    ///     the writeback of every ``Options/writebackAfterBytes`` started.
     /// - Returns: the LSNs given to the records, or nil when there are none.
     /// - Throws: `recordTooLarge` (nothing appended) or the write's error (the tail is rolled back
     ///   to where this call started), as ``append(_:)-(inout AppendBatch)``.
@@ -559,7 +561,7 @@ public final class WriteAheadLog {
     @discardableResult
     public func append(records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
                        seal: ((Range<Int>) -> Void)? = nil,
-                       startWriteback: Bool = true) throws(DurabilityError) -> ClosedRange<LSN>? {
+                       syncFollows: Bool = false) throws(DurabilityError) -> ClosedRange<LSN>? {
         guard !records.isEmpty else { return nil }
         for r in records {
             guard r.count >= RecordLayout.headerSize else {
@@ -568,22 +570,22 @@ public final class WriteAheadLog {
             let body = r.count - RecordLayout.headerSize
             guard body <= options.maxRecordSize else { throw .recordTooLarge(size: body, limit: options.maxRecordSize) }
         }
-        return try writeFallingBack(records, seal: seal, startWriteback: startWriteback)
+        return try writeFallingBack(records, seal: seal, syncFollows: syncFollows)
     }
 
-    /// ``writeRecords(_:seal:startWriteback:)``, once more through the page cache when a direct
+    /// ``writeRecords(_:seal:syncFollows:)``, once more through the page cache when a direct
     /// write is refused with EINVAL (a file system that opens files with `O_DIRECT` but does not
     /// take 4 KiB-aligned writes, as some FUSE and network file systems): direct I/O is then off
     /// for this log, and the append succeeds (the refused attempt was rolled back; `seal` only
     /// stamps the same bytes again).
     private func writeFallingBack(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
-                                  seal: ((Range<Int>) -> Void)?, startWriteback: Bool) throws(DurabilityError) -> ClosedRange<LSN> {
+                                  seal: ((Range<Int>) -> Void)?, syncFollows: Bool) throws(DurabilityError) -> ClosedRange<LSN> {
         do {
-            return try writeRecords(records, seal: seal, startWriteback: startWriteback)
+            return try writeRecords(records, seal: seal, syncFollows: syncFollows)
         } catch {
             guard direct != nil, pendingRepair == nil, case .system(_, _, EINVAL) = error else { throw error }
             direct = nil
-            return try writeRecords(records, seal: seal, startWriteback: startWriteback)
+            return try writeRecords(records, seal: seal, syncFollows: syncFollows)
         }
     }
 
@@ -605,7 +607,7 @@ public final class WriteAheadLog {
                     start = end
                 }
                 return try pieces.withUnsafeBufferPointer { records in
-                    Result { () throws(DurabilityError) in try writeFallingBack(records, seal: nil, startWriteback: true) }
+                    Result { () throws(DurabilityError) in try writeFallingBack(records, seal: nil, syncFollows: false) }
                 }.get()
             }
         }.get()
@@ -615,7 +617,7 @@ public final class WriteAheadLog {
     /// segment when the next record would not fit (a record larger than a segment gets a
     /// segment of its own), and rolls back to where it started on any error.
     private func writeRecords(_ records: UnsafeBufferPointer<UnsafeRawBufferPointer>,
-                              seal: ((Range<Int>) -> Void)?, startWriteback: Bool = true) throws(DurabilityError) -> ClosedRange<LSN> {
+                              seal: ((Range<Int>) -> Void)?, syncFollows: Bool = false) throws(DurabilityError) -> ClosedRange<LSN> {
         let maxWrite = seal == nil ? Int64.max : Int64(Self.sealedWriteBytes)
         try ensureUsable()
         let start = (segment: segments.count - 1, offset: activeSize, lsn: nextLSN - 1)
@@ -649,7 +651,7 @@ public final class WriteAheadLog {
                 let path = segments[segments.count - 1].path
                 let fd = activeFD
                 let offset = activeSize
-                if let direct, startWriteback {
+                if let direct, !syncFollows {
                     // No sync follows: straight to the device, nothing left for a writeback.
                     let end = try iovecs.withUnsafeBufferPointer { v in
                         Result { () throws(DurabilityError) in try direct.write(v, at: offset, path: path) }
@@ -665,7 +667,7 @@ public final class WriteAheadLog {
                     activeFileSize = max(activeFileSize, activeSize)
                     // The next direct write rewrites the tail block: it must hold these bytes too.
                     try direct?.reloadTail(size: activeSize, bufferedFD: fd, path: path)
-                    if startWriteback {
+                    if !syncFollows {
                         FileIO.startWriteback(fd, from: &writebackFrom, to: activeSize, every: options.writebackAfterBytes)
                     }
                 }

@@ -249,11 +249,11 @@ extension Engine {
         pre.count(interner.count)
         for id in 0..<interner.count { pre.raw(interner.view(Int32(id)).bytes) }
         pre.i64(dedup.expiredThrough)
-        let ids = dedup.liveCount
-        pre.count(ids)
+        let ids = dedup.snapshot   // the remembered ids, written in by `sealed()`
+        pre.count(ids.count)
 
         let header = 32
-        let dedupBytes = ids * DedupIndex.serializedEntrySize
+        let dedupBytes = ids.count * DedupIndex.serializedEntrySize
         let total = header + pre.count + dedupBytes + post.count
         let bodyLength = UInt64(total - header)
         let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
@@ -270,7 +270,7 @@ extension Engine {
             out.advanced(by: at).copyMemory(from: post.base, byteCount: post.count)
             initialized = total
         }
-        return CheckpointCapture(unsealed: bytes, dedup: dedup.snapshot, at: header + pre.count)
+        return CheckpointCapture(unsealed: bytes, dedup: ids, at: header + pre.count)
     }
 
     /// Balances, event aggregators and tables, in checkpoint order.

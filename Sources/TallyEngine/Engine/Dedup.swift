@@ -189,22 +189,12 @@ struct DedupIndex {
     /// Bytes per id in a checkpoint: `[hi u64][lo u64][hour i64]`, little-endian.
     static let serializedEntrySize = 24
 
-    /// Ids held by the live hours: exactly what ``serializeEntries(into:maxEntries:)`` writes.
+    /// Ids held by the live hours: exactly what ``snapshot`` serialises.
     /// - Complexity: O(hours in the ring).
     var liveCount: Int {
         var n = 0
         for s in sets.indices where setHour[s] != .min { n += sets[s].count }
         return n
-    }
-
-    /// Writes every remembered id as ``entries`` lists them (hour by hour, slot order), each
-    /// `[hi u64][lo u64][hour i64]` little-endian, straight from the hour sets' slots into `out`:
-    /// the checkpoint's bulk, with no intermediate array and no per-key allocation.
-    /// - Parameter maxEntries: room at `out`, in entries (``liveCount``); never written past.
-    /// - Returns: entries written.
-    /// - Complexity: O(slots of the live hours), a few ns per id (sequential reads and writes).
-    func serializeEntries(into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
-        snapshot.serialize(into: out, maxEntries: maxEntries)
     }
 
     /// The remembered ids as of now, to serialise later on another thread: the hour sets are
@@ -351,7 +341,12 @@ struct DedupSnapshot: Sendable {
     /// Ids held by the live hours: what ``serialize(into:maxEntries:)`` writes.
     let count: Int
 
-    /// ``DedupIndex/serializeEntries(into:maxEntries:)`` of the index as it was.
+    /// Writes every id as ``DedupIndex/entries`` lists them (hour by hour, slot order), each
+    /// `[hi u64][lo u64][hour i64]` little-endian, straight from the hour sets' slots into `out`:
+    /// the checkpoint's bulk, with no intermediate array and no per-key allocation.
+    /// - Parameter maxEntries: room at `out`, in entries (``count``); never written past.
+    /// - Returns: entries written.
+    /// - Complexity: O(slots of the live hours), a few ns per id (sequential reads and writes).
     func serialize(into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
         var written = 0
         for s in sets.indices where setHour[s] != .min {

@@ -283,9 +283,7 @@ public final class Engine: @unchecked Sendable {
         report.duplicates = duplicates
         report.unrouted = unrouted
         report.late = late
-        if !rejected.isEmpty || frameError != nil {
-            report.problems = IngestReport.Problems(rejected: rejected, payloadError: frameError)
-        }
+        report.problems = .unlessEmpty(rejected, frameError)
         return report
     }
 
