@@ -283,7 +283,11 @@ public final class Engine: @unchecked Sendable {
         report.duplicates = duplicates
         report.unrouted = unrouted
         report.late = late
-        report.problems = .unlessEmpty(rejected, frameError)
+        // A clean frame stores nothing (`report.problems = .unlessEmpty(...)`, which also stores
+        // the nil, measured ~45 instructions more per frame: callgrind).
+        if !rejected.isEmpty || frameError != nil {
+            report.problems = IngestReport.Problems(rejected: rejected, payloadError: frameError)
+        }
         return report
     }
 
