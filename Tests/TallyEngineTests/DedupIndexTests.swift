@@ -196,4 +196,17 @@ struct DedupIndexTests {
         for i in 1_000_000..<(1_000_000 + probes) where f.mayContain(Self.key(i)) { maybe += 1 }
         #expect(Double(maybe) / Double(probes) < 0.005)
     }
+
+    @Test("every filter block starts on a cache line, also in a copy made on write")
+    func bloomBlocksAreCacheLineAligned() {
+        for capacity in [1, 4_096, 100_000, 70_000 * 32 + 5] {
+            var f = BlockedBloomFilter(capacity: capacity)
+            #expect((0..<f.blockCount).allSatisfy(f.blockIsAligned), "capacity \(capacity)")
+            let before = f
+            for i in 0..<UInt64(2_000) { f.insert(Self.key(i)) }   // the copy now owns new words
+            #expect((0..<f.blockCount).allSatisfy(f.blockIsAligned), "copy, capacity \(capacity)")
+            #expect((0..<UInt64(2_000)).allSatisfy { f.mayContain(Self.key($0)) })
+            #expect(before.inserted == 0 && !before.mayContain(Self.key(1)))   // the original is untouched
+        }
+    }
 }
