@@ -39,13 +39,16 @@ struct DurabilityCRC32CTests {
         }
     }
 
-    @Test("the software path and the dispatched (hardware when available) path agree at every length and alignment")
+    @Test("the software path and the dispatched (hardware when available, three streams from 768 bytes) path agree at every length and alignment")
     func softwareAndDispatchedAgree() {
         var rng = SystemRandomNumberGenerator()
-        let bytes = (0..<1_100).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        let bytes = (0..<100_100).map { _ in UInt8.random(in: 0...255, using: &rng) }
         bytes.withUnsafeBytes { all in
             for offset in 0..<9 {
-                for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 277, 294, 1_000] {
+                // Around the three-stream thresholds too (3 × 256 and 3 × 8192 bytes), and a
+                // length with whole long triples, short triples and a tail.
+                for length in [0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 277, 294, 1_000, 767, 768, 769, 1_535, 1_536,
+                               24_575, 24_576, 24_577, 28_160, 100_000] {
                     let part = UnsafeRawBufferPointer(rebasing: all[offset..<(offset + length)])
                     let seed: UInt32 = length % 2 == 0 ? 0 : 0xDEAD_BEEF
                     #expect(CRC32C.update(seed, part) == CRC32C.softwareUpdate(seed, part), "offset \(offset) length \(length)")
