@@ -18,13 +18,16 @@
 ///
 /// Expired ids stay in the filter as stale bits (they can only cause false positives, which
 /// the exact sets resolve), until the filter is rebuilt from the live sets: when its inserts
-/// reach its capacity (then sized for 2 × the live ids) or when the live ids fall below 1/8 of
-/// its capacity (memory given back). Each rebuild costs O(live ids) after at least as many
+/// reach its capacity (then sized for 4 × the live ids) or when the live ids fall below 1/8 of
+/// its capacity (memory given back). Each rebuild costs O(live ids) after at least 3 × as many
 /// inserts since the last one, so it is amortised O(1) per insert, and never per hour.
+/// Why 4 × and not 2 ×: while the ids grow, each rebuild re-inserts every live id into a fresh
+/// table larger than L2 (one miss each); at 2 × that happened about once per id, 3–4% of the
+/// engine thread (`perf`); at 4 × a third as often, for 2–4 more bytes per id.
 ///
-/// Memory per remembered id: one 16-byte slot at load 0.35–0.7 (23–46 bytes) plus 2–4 bytes of
-/// filter (16 bits per id at capacity, capacity 1–2 × the live ids after a rebuild, up to 8 ×
-/// after a large expiry): ~25–50 bytes, ~30 typical.
+/// Memory per remembered id: one 16-byte slot at load 0.35–0.7 (23–46 bytes) plus 2–8 bytes of
+/// filter (16 bits per id at capacity, capacity 1–4 × the live ids after a rebuild, up to 8 ×
+/// after a large expiry): ~25–55 bytes, ~30–35 typical.
 struct DedupIndex {
     static let hour = ZoneCalendar.microsPerHour
     /// Filter capacity never sized below this (8 KiB).
@@ -166,10 +169,10 @@ struct DedupIndex {
         if filter.capacity > Self.minFilterCapacity && count * 8 < filter.capacity { rebuildFilter() }
     }
 
-    /// Rebuilds the filter from the live hour sets, sized for 2 × the live ids.
+    /// Rebuilds the filter from the live hour sets, sized for 4 × the live ids.
     /// - Complexity: O(live ids + slots of the live sets).
     mutating func rebuildFilter() {
-        var f = BlockedBloomFilter(capacity: max(Self.minFilterCapacity, 2 * count))
+        var f = BlockedBloomFilter(capacity: max(Self.minFilterCapacity, 4 * count))
         for s in sets.indices where setHour[s] != .min { sets[s].forEach { f.insert($0) } }
         filter = f
         hintStale = true
