@@ -624,25 +624,36 @@ public final class WriteAheadLog {
         let firstLSN = nextLSN
         do throws(DurabilityError) {
             var i = 0
+            let maxSegment = options.maxSegmentSize
             while i < records.count {
                 // Take as many records as fit in the active segment (at least one when it is empty),
-                // merging neighbours in memory into one piece.
-                iovecs.removeAll(keepingCapacity: true)
+                // merging neighbours in memory into one piece. Locals, not the class's stored
+                // properties, in this per-record loop: each property access was a dynamic
+                // exclusivity check (~7% of the log thread at one event per frame, `perf`).
+                var pieces = iovecs
+                iovecs = []
+                pieces.removeAll(keepingCapacity: true)
+                let room = maxSegment - activeSize
+                let segmentEmpty = activeSize == 0
                 var j = i
                 var bytes: Int64 = 0
+                var pieceEnd: UnsafeMutableRawPointer? = nil
                 while j < records.count {
                     let r = records[j]
-                    if activeSize + bytes + Int64(r.count) > options.maxSegmentSize, activeSize > 0 || j > i { break }
-                    if bytes + Int64(r.count) > maxWrite, j > i { break }
+                    let n = Int64(r.count)
+                    if bytes + n > room, !segmentEmpty || j > i { break }
+                    if bytes + n > maxWrite, j > i { break }
                     let base = UnsafeMutableRawPointer(mutating: r.baseAddress!)
-                    if let last = iovecs.last, last.iov_base! + last.iov_len == base {
-                        iovecs[iovecs.count - 1].iov_len += r.count
+                    if pieceEnd == base {
+                        pieces[pieces.count - 1].iov_len += r.count
                     } else {
-                        iovecs.append(iovec(iov_base: base, iov_len: r.count))
+                        pieces.append(iovec(iov_base: base, iov_len: r.count))
                     }
-                    bytes += Int64(r.count)
+                    pieceEnd = base + r.count
+                    bytes += n
                     j += 1
                 }
+                iovecs = pieces
                 if j == i {
                     try roll()
                     continue
