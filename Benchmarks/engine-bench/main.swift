@@ -4,6 +4,7 @@
 //   swift build -c release --product engine-bench
 //   .build/release/engine-bench FILE.ndjson [--pipeline Pipelines/national-dx.yaml] [--batch 100] [--passes 2] [--keys 1000000]
 //                              [--only single|batched|aggregate|keys]   (one section alone, e.g. under `perf record`)
+//                              [--no-read-ahead]   (ingest without each frame's key read ahead, `FrameKeyHint`)
 //
 // 1. decode + validate + dedup + aggregate: `Engine.ingest` over in-memory frames (one event per
 //    frame, or arrays of `--batch` events);
@@ -61,6 +62,8 @@ var passes = 2
 var keyCount = 1_000_000
 /// Runs one section alone (profiling): nil runs them all.
 var only: String?
+/// Read each frame's key ahead and prefetch two frames ahead, as the daemon's loop does.
+var readAhead = true
 var args = CommandLine.arguments.dropFirst()
 while let a = args.popFirst() {
     switch a {
@@ -70,11 +73,13 @@ while let a = args.popFirst() {
     case "--batch", "--passes", "--keys":
         guard let v = args.popFirst().flatMap({ Int($0) }), v > 0 else { fail("\(a) needs a positive number") }
         if a == "--batch" { batch = v } else if a == "--passes" { passes = v } else { keyCount = v }
+    case "--no-read-ahead":
+        readAhead = false
     case "--only":
         guard let v = args.popFirst(), ["single", "batched", "aggregate", "keys"].contains(v) else { fail("--only needs single, batched, aggregate or keys") }
         only = v
     default:
-        if a.hasPrefix("-") { fail("usage: engine-bench FILE.ndjson [--pipeline P] [--batch N] [--passes N] [--keys N] [--only SECTION]") }
+        if a.hasPrefix("-") { fail("usage: engine-bench FILE.ndjson [--pipeline P] [--batch N] [--passes N] [--keys N] [--only SECTION] [--no-read-ahead]") }
         file = a
     }
 }
@@ -113,14 +118,30 @@ print("stream: \(lines.count) events, \(bytes.count) bytes, pipeline \(pipeline.
 
 // MARK: - 1. decode + validate + aggregate
 
-func runIngest(_ buffer: [UInt8], _ frames: [Range<Int>]) -> (Double, Double, Engine, Int) {
+func runIngest(_ buffer: [UInt8], _ frames: [Range<Int>], readAhead: Bool) -> (Double, Double, Engine, Int) {
     let engine = Engine(pipeline: pipeline)
     var accepted = 0
     let t0 = now(), c0 = cpuNow()
+    // As the daemon: a drain of up to 1,024 frames reads each frame's key (FrameKeyHint),
+    // then each frame is ingested with its hint while the lines of the frame two ahead load.
+    var hints: [FrameKeyHint?] = []
+    hints.reserveCapacity(1024)
     buffer.withUnsafeBytes { raw in
-        for r in frames {
-            let rep = engine.ingest(UnsafeRawBufferPointer(rebasing: raw[r]), origin: .any)
-            accepted += rep.accepted
+        var d = 0
+        while d < frames.count {
+            let drain = frames[d..<min(d + 1024, frames.count)]
+            hints.removeAll(keepingCapacity: true)
+            if readAhead { for r in drain { hints.append(FrameKeyHint(frame: UnsafeRawBufferPointer(rebasing: raw[r]))) } }
+            for (k, r) in drain.enumerated() {
+                var hint: FrameKeyHint? = nil
+                if readAhead {
+                    if k + 2 < hints.count, let h = hints[k + 2] { engine.prefetch(h) }
+                    hint = hints[k]
+                }
+                let rep = engine.ingest(UnsafeRawBufferPointer(rebasing: raw[r]), origin: .any, keyHint: hint)
+                accepted += rep.accepted
+            }
+            d += drain.count
         }
     }
     return (now() - t0, cpuNow() - c0, engine, accepted)
@@ -134,7 +155,7 @@ for (name, label, buf, frames) in [("single", "1 event/frame", bytes, lines), ("
     var best = Double.infinity, bestCPU = Double.infinity
     var acc = 0
     for _ in 0..<passes {
-        let (dt, cpu, e, a) = runIngest(buf, frames)
+        let (dt, cpu, e, a) = runIngest(buf, frames, readAhead: readAhead)
         best = min(best, dt)
         bestCPU = min(bestCPU, cpu)
         acc = a

@@ -1,3 +1,5 @@
+public import TallyEngine
+
 // MARK: - AggregationCore
 
 /// What the engine thread needs from the aggregation core: apply a frame, build a snapshot,
@@ -15,6 +17,19 @@ public protocol AggregationCore: AnyObject {
     ///   keeps the label for the reject ledger, and passing nil per frame costs no reference counting.
     /// - Complexity: O(payload bytes); allocation-free on the all-valid path.
     func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?) -> FrameOutcome
+
+    /// ``ingest(_:allowedSources:)`` with what ``keyHint(for:)`` read from these very bytes
+    /// when they were received. Default: the hint is ignored.
+    func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?, keyHint: FrameKeyHint?) -> FrameOutcome
+
+    /// What the core can read from a frame cheaply while its bytes are in cache (the drain
+    /// calls it for each frame it has just copied), for ``prefetch(_:)`` and the frame's
+    /// ingest. Default: nil.
+    func keyHint(for payload: UnsafeRawBufferPointer) -> FrameKeyHint?
+
+    /// Starts loading what the core will need for the frame `hint` was read from, which is
+    /// ingested a frame or two later. Default: nothing.
+    func prefetch(_ hint: FrameKeyHint)
 
     /// Moves the wall-clock windows forward (wall-clock mode); a no-op in event-time mode.
     func advance(wallClockMicros: Int64)
@@ -145,6 +160,11 @@ public struct SnapshotOutput: Sendable {
 
 extension AggregationCore {
     public func captureCheckpoint() -> CapturedCheckpoint? { checkpoint().map { CapturedCheckpoint(bytes: $0) } }
+    public func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?, keyHint: FrameKeyHint?) -> FrameOutcome {
+        ingest(payload, allowedSources: allowedSources)
+    }
+    public func keyHint(for payload: UnsafeRawBufferPointer) -> FrameKeyHint? { nil }
+    public func prefetch(_ hint: FrameKeyHint) {}
 }
 
 // MARK: - CapturedCheckpoint

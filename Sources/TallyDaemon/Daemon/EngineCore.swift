@@ -97,10 +97,26 @@ public final class EngineCore: AggregationCore {
     /// - Complexity: O(payload bytes + events × aggregates per type); allocation-free when every
     ///   event is valid (the report's arrays stay empty).
     public func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?) -> FrameOutcome {
+        ingest(payload, allowedSources: allowedSources, keyHint: nil)
+    }
+
+    public func ingest(_ payload: UnsafeRawBufferPointer, allowedSources: [String]?, keyHint: FrameKeyHint?) -> FrameOutcome {
         guard let allowedSources else {
-            return hot._withUnsafeGuaranteedRef { Self.outcome(of: $0.ingest(payload, origin: anyOrigin)) }
+            return hot._withUnsafeGuaranteedRef { Self.outcome(of: $0.ingest(payload, origin: anyOrigin, keyHint: keyHint)) }
         }
-        return Self.outcome(of: engine.ingest(payload, origin: Origin(sourcePrefixes: allowedSources)))
+        return Self.outcome(of: engine.ingest(payload, origin: Origin(sourcePrefixes: allowedSources), keyHint: keyHint))
+    }
+
+    /// The frame's dedup key (``FrameKeyHint``), read while the drain has its bytes in cache.
+    /// - Complexity: O(its `id` + `source`) and one hash, which the frame's decode then skips;
+    ///   nothing for a batch.
+    public func keyHint(for payload: UnsafeRawBufferPointer) -> FrameKeyHint? {
+        FrameKeyHint(frame: payload)
+    }
+
+    /// ``Engine/prefetch(_:)``: two prefetch instructions.
+    public func prefetch(_ hint: FrameKeyHint) {
+        hot._withUnsafeGuaranteedRef { $0.prefetch(hint) }
     }
 
     /// The report as the daemon's outcome. The report is consumed (no copy of its arrays, no

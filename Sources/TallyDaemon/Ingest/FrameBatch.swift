@@ -1,3 +1,4 @@
+import TallyEngine
 import ZeroMQ
 
 // MARK: - FrameBatch
@@ -34,6 +35,8 @@ struct FrameBatch {
         /// Bytes in front of the payload: the record header and the body's fields (17 for a
         /// frame record, 19 + producer id for a batch record).
         var header: Int32
+        /// The frame's dedup key, read by the core when the frame was received (nil: none).
+        var keyHint: FrameKeyHint? = nil
 
         /// The whole log record (header + body) in ``buffer``.
         @inline(__always)
@@ -85,7 +88,7 @@ struct FrameBatch {
     /// log's thread fills.
     /// - Complexity: O(n) copy; amortised allocation-free.
     @inline(__always)
-    mutating func appendFrame(_ bytes: UnsafeRawBufferPointer, origin: Int32) {
+    mutating func appendFrame(_ bytes: UnsafeRawBufferPointer, origin: Int32, keyHint: FrameKeyHint? = nil) {
         let header = RecordLayout.headerSize + RecordLayout.frameFieldsSize
         let start = take(header + bytes.count)
         buffer.withUnsafeMutableBytes { b in
@@ -93,7 +96,7 @@ struct FrameBatch {
             p.initializeMemory(as: UInt8.self, repeating: 0, count: header)
             if let src = bytes.baseAddress, bytes.count > 0 { (p + header).copyMemory(from: src, byteCount: bytes.count) }
         }
-        frames.append(Frame(offset: start + header, count: bytes.count, origin: origin, ack: -1, header: Int32(header)))
+        frames.append(Frame(offset: start + header, count: bytes.count, origin: origin, ack: -1, header: Int32(header), keyHint: keyHint))
     }
 
     /// Appends an acknowledged payload as a `batch` record: its sequence and producer id are

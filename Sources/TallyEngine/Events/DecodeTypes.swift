@@ -137,12 +137,91 @@ struct DedupPrefetch {
         tally_prefetch(f + block &* 64)
     }
 
+    /// Prefetches the first slot `key` would probe in the newest hour's set (where a stream in
+    /// time order inserts), the event's time being unknown yet.
+    @inline(__always)
+    func touchNewestHourSet(_ key: EventKey) {
+        guard let s = hourSlots else { return }
+        tally_prefetch(s + (Int(truncatingIfNeeded: key.lo) & hourMask) &* 16)
+    }
+
     /// Prefetches the first slot `key` probes in the set of `time`'s hour, when that hour is
     /// the one the hint describes (the newest: where a stream in time order inserts).
     @inline(__always)
     func touchHourSet(_ key: EventKey, time: Micros) {
         guard let s = hourSlots, ZoneCalendar.floorDiv(time, ZoneCalendar.microsPerHour) == hour else { return }
         tally_prefetch(s + (Int(truncatingIfNeeded: key.lo) & hourMask) &* 16)
+    }
+}
+
+// MARK: - Key read ahead
+
+/// A frame's dedup key, read from its bytes before it is decoded, with where its `id` and
+/// `source` lie (offsets from the frame's first byte).
+///
+/// Why: the daemon reads it when it receives the frame (the bytes are in cache then, having
+/// just been copied), so the engine can prefetch the dedup lines for the frame a frame or two
+/// ahead (``Engine/prefetch(_:)``) and the decoder need not hash again. It carries offsets, not
+/// addresses, so it stays valid when the frame's buffer moves.
+/// - Complexity: a trivial 32-byte type.
+public struct FrameKeyHint: Sendable, Equatable {
+    public let key: EventKey
+    let idOffset: Int32
+    let idCount: Int32
+    let sourceOffset: Int32
+    let sourceCount: Int32
+
+    /// Reads the key of the one event in `frame` when the frame begins exactly as producers
+    /// write it (`{"specversion":"1.0","id":"…","source":"…"`, neither string escaped nor
+    /// non-ASCII); nil otherwise (a batch, another member order, whitespace, escapes), and
+    /// the decoder hashes as usual. Nothing is validated here: the decoder still reads and
+    /// checks every byte, and takes the key only for the very `id` and `source` it reads.
+    /// - Complexity: O(length of `id` + `source`), a few word compares, and one hash.
+    public init?(frame: UnsafeRawBufferPointer) {
+        guard frame.count < Int(Int32.max), let p = EventDecoder.peekKey(frame), let base = frame.baseAddress,
+              let id = p.id, let source = p.source else { return nil }
+        let b = base.assumingMemoryBound(to: UInt8.self)
+        key = p.key
+        idOffset = Int32(id - b)
+        idCount = Int32(p.idCount)
+        sourceOffset = Int32(source - b)
+        sourceCount = Int32(p.sourceCount)
+    }
+
+    /// The hint as addresses into `payload`, the frame it was read from.
+    @inline(__always)
+    func peeked(in payload: UnsafeRawBufferPointer) -> PeekedKey {
+        guard let raw = payload.baseAddress, Int(sourceOffset) + Int(sourceCount) <= payload.count else { return PeekedKey() }
+        let b = raw.assumingMemoryBound(to: UInt8.self)
+        return PeekedKey(key: key, id: StringView(start: b + Int(idOffset), count: Int(idCount)),
+                         source: StringView(start: b + Int(sourceOffset), count: Int(sourceCount)))
+    }
+}
+
+/// ``FrameKeyHint`` as addresses, for the decoder of the frame it was read from.
+/// - Complexity: a trivial type.
+struct PeekedKey {
+    var key = EventKey(hi: 0, lo: 0)
+    var id: UnsafePointer<UInt8>? = nil
+    var idCount = 0
+    var source: UnsafePointer<UInt8>? = nil
+    var sourceCount = 0
+
+    init() {}
+
+    init(key: EventKey, id: StringView, source: StringView) {
+        self.key = key
+        self.id = id.start
+        idCount = id.count
+        self.source = source.start
+        sourceCount = source.count
+    }
+
+    /// True when `id` and `source` are the very bytes the key was computed from (an empty
+    /// hint has a nil `id`, which no decoded view has).
+    @inline(__always)
+    func matches(id v: StringView, source s: StringView) -> Bool {
+        id == v.start && source == s.start && idCount == v.count && sourceCount == s.count
     }
 }
 

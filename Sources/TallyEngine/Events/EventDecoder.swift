@@ -83,7 +83,7 @@ public struct EventDecoder: @unchecked Sendable {
     /// in element order. It also prefetches, for each event, the dedup index's cache lines
     /// `prefetch` names as soon as `source` and `id` are hashed.
     @inline(__always)
-    mutating func decode(_ payload: UnsafeRawBufferPointer, prefetch: DedupPrefetch,
+    mutating func decode(_ payload: UnsafeRawBufferPointer, prefetch: DedupPrefetch, peeked: PeekedKey = PeekedKey(),
                          event onEvent: (Int, UnsafePointer<Event>) -> Void,
                          other onOther: (Int, DecodeOutcome) -> Void) -> RejectReason? {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
@@ -95,6 +95,7 @@ public struct EventDecoder: @unchecked Sendable {
         s.beginFrame(payload.count + 16)
         var sc = Scanner(base: base, count: payload.count, storage: s)
         sc.prefetch = prefetch
+        sc.peeked = peeked
         defer { s.dayCache = sc.dayCache }
         do throws(FrameFailure) {
             sc.ws()
@@ -129,6 +130,49 @@ public struct EventDecoder: @unchecked Sendable {
         }
     }
 
+    // MARK: Peek
+
+    /// The work of ``FrameKeyHint/init(frame:)``: the key of the one event in `payload`, and
+    /// where its `id` and `source` lie, when the frame begins exactly as producers write it.
+    /// - Complexity: O(length of `id` + `source`).
+    static func peekKey(_ payload: UnsafeRawBufferPointer) -> PeekedKey? {
+        guard let raw = payload.baseAddress, payload.count > 40 else { return nil }
+        let base = raw.assumingMemoryBound(to: UInt8.self)
+        let end = base + payload.count
+        guard base.pointee == UInt8(ascii: "{"), Scanner.isSpecversionMember(base + 1, end) else { return nil }
+        var p = base + 20
+        guard Scanner.isIdMember(p, end) else { return nil }
+        p += 7
+        guard let idEnd = plainStringEnd(p, end) else { return nil }
+        let id = StringView(start: p, count: idEnd - p)
+        p = idEnd + 1
+        guard Scanner.isSourceMember(p, end) else { return nil }
+        p += 11
+        guard let sourceEnd = plainStringEnd(p, end) else { return nil }
+        let source = StringView(start: p, count: sourceEnd - p)
+        return PeekedKey(key: EventKey(source: source.bytes, id: id.bytes), id: id, source: source)
+    }
+
+    /// The closing quote of the string whose first byte is at `p`, when no byte before it is
+    /// a backslash, a control character or non-ASCII; else nil.
+    @inline(__always)
+    private static func plainStringEnd(_ start: UnsafePointer<UInt8>, _ end: UnsafePointer<UInt8>) -> UnsafePointer<UInt8>? {
+        var p = start
+        while end - p >= 8 {
+            let m = Scanner.specialMask(UInt64(littleEndian: UnsafeRawPointer(p).loadUnaligned(as: UInt64.self)))
+            if m == 0 { p += 8; continue }
+            p += m.trailingZeroBitCount >> 3
+            return p.pointee == Scanner.quote ? p : nil
+        }
+        while p < end {
+            let c = p.pointee
+            if c == Scanner.quote { return p }
+            if c == Scanner.backslash || c < 0x20 || c >= 0x80 { return nil }
+            p += 1
+        }
+        return nil
+    }
+
     // MARK: Storage
 
     final class Storage {
@@ -144,6 +188,9 @@ public struct EventDecoder: @unchecked Sendable {
         /// Container kinds of the iterative skipper, one per nesting level.
         let stack: UnsafeMutablePointer<UInt8>
         @exclusivity(unchecked) var dayCache = RFC3339.DayCache()
+        /// Events whose dedup key was taken from a key read ahead (``PeekedKey``), for tests and
+        /// diagnostics: one increment per such event.
+        @exclusivity(unchecked) var keysTakenFromReadAhead = 0
         /// A batch's elements in order: `>= 0` indexes `events`, `< 0` is `-1 - k` for
         /// `others[k]` (unrouted, balance, rejected: rare). `itemCapacity` entries of each of
         /// `items` and `events`.
@@ -268,6 +315,9 @@ struct Scanner {
     var dayCache: RFC3339.DayCache
     /// Cache lines of the engine's dedup index to prefetch per event (none by default).
     var prefetch = DedupPrefetch()
+    /// The frame's key read ahead (``FrameKeyHint``; empty when none): taken instead of
+    /// hashing when `id` and `source` are the very bytes it was read from.
+    var peeked = PeekedKey()
 
     @inline(__always)  // built in place in the caller's frame (it was returned, then memcpy'd)
     init(base: UnsafePointer<UInt8>, count: Int, storage s: EventDecoder.Storage) {
@@ -976,9 +1026,14 @@ struct Scanner {
             source = try string(decode: true)
             if source.count == 0 || source.count > maxString { attrError = attributeProblem(Scanner.aSource, source) }
             guard attrError == nil else { break fast }
-            eventKey = EventKey(source: source.bytes, id: id.bytes)
+            if peeked.matches(id: id, source: source) {
+                eventKey = peeked.key   // hashed, and its lines prefetched, a frame ago
+                storage.keysTakenFromReadAhead &+= 1
+            } else {
+                eventKey = EventKey(source: source.bytes, id: id.bytes)
+                prefetch.touchFilter(eventKey)
+            }
             keyed = true
-            prefetch.touchFilter(eventKey)
             guard Scanner.isMember(p, end, Scanner.kType, then: Scanner.quote) else { break fast }
             seen |= Scanner.aType
             p += 8
