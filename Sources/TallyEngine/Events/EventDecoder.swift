@@ -248,11 +248,10 @@ public struct EventDecoder: @unchecked Sendable {
             }
         }
 
-        /// Room for `n + 1` batch elements (doubling; `Event` is a trivial type, so moving is a memcpy).
-        /// - Complexity: amortised O(1) per element.
-        @inline(__always)
-        func reserveItem(_ n: Int) {
-            if n < itemCapacity { return }
+        /// Doubles the room for batch elements (`Event` is a trivial type, so moving is a memcpy).
+        /// - Complexity: O(current room); amortised O(1) per element.
+        @inline(never)
+        func growItems() {
             let capacity = 2 * itemCapacity
             let newItems = UnsafeMutablePointer<Int32>.allocate(capacity: capacity)
             newItems.moveInitialize(from: items, count: itemCapacity)
@@ -784,14 +783,23 @@ struct Scanner {
             return 0
         }
         var n = 0, nEvents = 0
+        // The storage's buffers in locals, reloaded only when they grow: reading them through
+        // the storage on every element cost a retain/release pair of it per event (`perf`, b100).
+        var capacity = storage.itemCapacity
+        var items = storage.items, events = storage.events
         while true {
             guard n < maxEvents else {
                 throw FrameFailure(code: .tooLarge, message: "a batch of more than \(maxEvents) events")
             }
-            storage.reserveItem(n)
+            if n >= capacity {
+                storage.growItems()
+                capacity = storage.itemCapacity
+                items = storage.items
+                events = storage.events
+            }
             let outcome: NonEvent?
             if byte == UInt8(ascii: "{") {
-                outcome = try event(depth: 2, into: storage.events + nEvents)
+                outcome = try event(depth: 2, into: events + nEvents)
             } else {
                 let what = Scanner.describe(byte)
                 _ = try skipValue(depth: 2)
@@ -799,10 +807,10 @@ struct Scanner {
                     code: .notAnObject, message: "batch element is \(what): expected an event object"))
             }
             if let outcome {
-                storage.items[n] = Int32(-1 - others.count)
+                items[n] = Int32(-1 - others.count)
                 others.append(outcome.outcome)
             } else {
-                storage.items[n] = Int32(nEvents)
+                items[n] = Int32(nEvents)
                 nEvents += 1
             }
             n += 1
