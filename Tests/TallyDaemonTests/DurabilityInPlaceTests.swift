@@ -15,8 +15,9 @@ struct DurabilityInPlaceTests {
     /// A drain of fire-and-forget frames and acknowledged batches, as the engine loop builds it,
     /// with the entries the copying encoder would be given for it (the origin record first).
     /// - Parameter origins: per frame, the CURVE restriction (nil: the socket's default origin).
-    static func drain(_ count: Int, seed: Int = 0, origins: (Int) -> [String]? = { _ in nil }) -> (FrameBatch, [LogEntry]) {
-        var batch = FrameBatch()
+    static func drain(_ count: Int, seed: Int = 0, room: Int = FrameBatch.standardRoom,
+                      origins: (Int) -> [String]? = { _ in nil }) -> (FrameBatch, [LogEntry]) {
+        var batch = FrameBatch(room: room)
         var entries: [LogEntry] = []
         var origin: [String]?? = .none
         for i in 0..<count {
@@ -82,6 +83,24 @@ struct DurabilityInPlaceTests {
         #expect(Self.logInPlace(&second, to: a, origin: &origin) == nil)
         try b.append(Array(secondEntries.dropFirst()))
         #expect(try Self.segments(inPlace.path) == Self.segments(copied.path))
+    }
+
+    @Test("a batch that outgrows its room several times keeps every record, byte for byte as the copying encoder")
+    func growingBatchKeepsEveryRecord() throws {
+        let inPlace = WALTempDirectory("grown"), copied = WALTempDirectory("grown-copied")
+        defer { inPlace.remove(); copied.remove() }
+        let (drain, entries) = Self.drain(3_000, seed: 7, room: 64)
+        var batch = drain
+        #expect(batch.buffer.count >= 256 << 10, "the room grew from 64 bytes to 64, 128, 256 KiB and more")
+        var origin: [String]?? = .none
+        let a = try WriteAheadLog(directory: inPlace.path)
+        #expect(Self.logInPlace(&batch, to: a, origin: &origin) == nil)
+        try a.sync()
+        let b = try WriteAheadLog(directory: copied.path)
+        try b.append(entries)
+        try b.sync()
+        #expect(try Self.segments(inPlace.path) == Self.segments(copied.path))
+        #expect(try walReplayAll(a).map(\.1) == entries)
     }
 
     @Test("a drain larger than one sealed write (256 KiB) is stamped and written piece by piece, byte for byte as the copying encoder")
