@@ -92,6 +92,29 @@ struct CommandInputTests {
         #expect(counts.byKey[RejectLedger.Key(reason: "missing_attribute", source: "/c")] == 1)
     }
 
+    @Test("rejected elements whose bytes the core gives are taken as given, not found again by splitting the frame")
+    func ledgerTakesElementBytes() {
+        let ledger = RejectLedger(logger: .init(label: "test"), deadLetter: nil)
+        let text = #"[{"source":"/a","id":"1"}, {"source":"/b","id":"2"}, {"source":"/c"}]"#
+        let batch = Array(text.utf8)
+        let range = { (s: String) in
+            let r = text.range(of: s)!
+            return text.utf8.distance(from: text.startIndex, to: r.lowerBound)..<text.utf8.distance(from: text.startIndex, to: r.upperBound)
+        }
+        var outcome = FrameOutcome()
+        // Element 1's bytes given as the third object's: the ledger must use them as they are.
+        outcome.rejected = [.init(index: 1, code: "bad_time", message: "m", element: range(#"{"source":"/c"}"#)),
+                            .init(index: 0, code: "missing_attribute", message: "id", element: range(#"{"source":"/a","id":"1"}"#))]
+        batch.withUnsafeBytes { ledger.record(outcome, payload: $0, origin: FrameOrigin(label: "t")) }
+        let counts = ledger.counts()
+        #expect(counts.byKey[RejectLedger.Key(reason: "bad_time", source: "/c")] == 1)
+        #expect(counts.byKey[RejectLedger.Key(reason: "missing_attribute", source: "/a")] == 1)
+        // A range past the frame's end is not trusted: the frame is split as before.
+        outcome.rejected = [.init(index: 1, code: "bad_time", message: "m", element: 0..<(batch.count + 1))]
+        batch.withUnsafeBytes { ledger.record(outcome, payload: $0, origin: FrameOrigin(label: "t")) }
+        #expect(ledger.counts().byKey[RejectLedger.Key(reason: "bad_time", source: "/b")] == 1)
+    }
+
     @Test("batch elements are split correctly around escaped quotes, and the scan can stop at an element")
     func arrayElementsStopEarly() {
         let text = #"[ {"source":"/a\\\\","id":"x\"],{"}, "s\\\\\\\"", {"source":"/c","v":[1,{"k":"]"}]} , 7 ]"#

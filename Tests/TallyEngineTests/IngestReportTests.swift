@@ -64,3 +64,53 @@ struct IngestReportTests {
         #expect(ok.accepted == 1 && ok.rejected.isEmpty && ok.payloadError == nil)
     }
 }
+
+// MARK: - Where the rejected elements lie
+
+@Suite("IngestReport: the bytes of each rejected element")
+struct IngestReportElementTests {
+    static func transaction(_ id: String, _ time: String, source: String = "/test/producer") -> String {
+        CE.event("ndxp.transaction", time, ["endpoint": "ep1", "consumer": "c", "provider": "p", "status": "ok"], id: id, source: source)
+    }
+
+    @Test("each rejection of a batch comes with its element's exact bytes, whatever rejected it")
+    func batchElements() throws {
+        let elements = [
+            Self.transaction("ok-1", "2024-04-30T10:00:00+07:00"),
+            Self.transaction("bad-time", "not a time"),                              // the decoder
+            "7",                                                                     // not an object
+            Self.transaction("ok-2", "2024-04-30T10:00:01+07:00"),
+            Self.transaction("late-1", "2021-01-01T10:00:00+07:00"),                 // the engine: late
+            Self.transaction("outsider", "2024-04-30T10:00:02+07:00", source: "/elsewhere"),  // the origin
+            #"{"specversion":"1.0","id":"x\"y","source":"/test/producer","type":"ndxp.transaction","time":"2024-04-30T10:00:03+07:00","data":{"endpoint":"ep1","consumer":"c","provider":"p","status":"maybe"}}"#,
+        ]
+        let frame = "[ " + elements.joined(separator: " ,\n ") + " ]"
+        let bytes = Array(frame.utf8)
+        let e = Engine(pipeline: try EngineStateTests.national(), options: EngineStateTests.options())
+        let report = bytes.withUnsafeBytes { e.ingest($0, origin: Origin(sourcePrefixes: ["/test/"])) }
+        #expect(report.accepted == 2)
+        #expect(report.rejected.map(\.index) == [1, 2, 4, 5, 6])
+        #expect(report.rejectedElements.count == report.rejected.count)
+        for (r, range) in zip(report.rejected, report.rejectedElements) {
+            #expect(String(decoding: bytes[range], as: UTF8.self) == elements[r.index], "element \(r.index)")
+        }
+    }
+
+    @Test("a rejected single event's bytes are the whole frame, and a clean frame has none")
+    func singleObject() throws {
+        let e = Engine(pipeline: try EngineStateTests.national(), options: EngineStateTests.options())
+        let bad = Array(Self.transaction("bad-time-2", "yesterday").utf8)
+        let report = bad.withUnsafeBytes { e.ingest($0) }
+        #expect(report.rejected.count == 1)
+        #expect(report.rejectedElements == [0..<bad.count])
+        let good = Array(Self.transaction("fine", "2024-04-30T10:00:00+07:00").utf8)
+        #expect(good.withUnsafeBytes { e.ingest($0) }.rejectedElements.isEmpty)
+    }
+
+    @Test("rejections set by hand carry no element bytes")
+    func byHand() {
+        var r = IngestReport()
+        r.rejected = [(index: 0, reason: IngestReportTests.bad)]
+        #expect(r.rejectedElements.isEmpty)
+    }
+}

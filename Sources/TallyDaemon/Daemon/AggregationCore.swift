@@ -130,10 +130,15 @@ public struct FrameOutcome: Sendable {
         public var code: String
         /// A message naming the field.
         public var message: String
-        public init(index: Int, code: String, message: String) {
+        /// The element's bytes in the frame, when the core knows them (the engine's decoder
+        /// does): the reject ledger and the dead letters then take them as they are instead of
+        /// splitting the frame again.
+        public var element: Range<Int>?
+        public init(index: Int, code: String, message: String, element: Range<Int>? = nil) {
             self.index = index
             self.code = code
             self.message = message
+            self.element = element
         }
     }
 

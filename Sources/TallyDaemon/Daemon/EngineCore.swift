@@ -136,8 +136,10 @@ public final class EngineCore: AggregationCore {
     private static func addRejections(of report: borrowing IngestReport, to out: inout FrameOutcome) {
         if !report.rejected.isEmpty {
             out.rejected.reserveCapacity(report.rejected.count)
-            for r in report.rejected {
-                out.rejected.append(.init(index: r.index, code: r.reason.code.rawValue, message: r.reason.message))
+            let elements = report.rejectedElements
+            for (k, r) in report.rejected.enumerated() {
+                out.rejected.append(.init(index: r.index, code: r.reason.code.rawValue, message: r.reason.message,
+                                          element: k < elements.count ? elements[k] : nil))
             }
         }
         if let e = report.payloadError {

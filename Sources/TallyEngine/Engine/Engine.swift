@@ -290,7 +290,8 @@ public final class Engine: @unchecked Sendable {
         // A clean frame stores nothing (`report.problems = .unlessEmpty(...)`, which also stores
         // the nil, measured ~45 instructions more per frame: callgrind).
         if !rejected.isEmpty || frameError != nil {
-            report.problems = IngestReport.Problems(rejected: rejected, payloadError: frameError)
+            report.problems = IngestReport.Problems(rejected: rejected, payloadError: frameError,
+                                                    elements: rejectedElements(rejected, frameCount: payload.count))
         }
         return report
     }
@@ -313,6 +314,18 @@ public final class Engine: @unchecked Sendable {
     /// Convenience over ``ingest(_:origin:)`` for a byte array.
     public func ingest(_ payload: [UInt8], origin: Origin = .any) -> IngestReport {
         payload.withUnsafeBytes { ingest($0, origin: origin) }
+    }
+
+    /// The bytes of each rejected element of the frame just decoded, from the decoder's spans
+    /// (empty if any is unknown).
+    private func rejectedElements(_ rejected: [(index: Int, reason: RejectReason)], frameCount: Int) -> [Range<Int>] {
+        var out: [Range<Int>] = []
+        out.reserveCapacity(rejected.count)
+        for r in rejected {
+            guard let range = decoder.storage.elementRange(r.index, frameCount: frameCount) else { return [] }
+            out.append(range)
+        }
+        return out
     }
 
     private func notAllowed(_ source: StringView) -> RejectReason {

@@ -85,6 +85,10 @@ public struct IngestReport: Sendable {
         get { problems?.payloadError }
         set { problems = Problems.unlessEmpty(rejected, newValue) }
     }
+    /// Per entry of ``rejected``, in the same order: the element's bytes in the frame (a batch
+    /// element's `[start, end)`, the whole frame for a single object), as the engine's decoder
+    /// delimited them; empty when not known (a report built by hand, or setting ``rejected``).
+    public var rejectedElements: [Range<Int>] { problems?.elements ?? [] }
     /// `rejected` and `payloadError` together, nil when there are none (the usual frame): the
     /// report of a clean frame is four integers and a nil reference, so returning and dropping
     /// one per frame costs no reference counting of an array and two strings (it was ~150
@@ -103,10 +107,13 @@ public struct IngestReport: Sendable {
     @usableFromInline final class Problems: Sendable {
         let rejected: [(index: Int, reason: RejectReason)]
         let payloadError: RejectReason?
+        /// Empty, or one range per `rejected` entry.
+        let elements: [Range<Int>]
 
-        init(rejected: [(index: Int, reason: RejectReason)], payloadError: RejectReason?) {
+        init(rejected: [(index: Int, reason: RejectReason)], payloadError: RejectReason?, elements: [Range<Int>] = []) {
             self.rejected = rejected
             self.payloadError = payloadError
+            self.elements = elements.count == rejected.count ? elements : []
         }
 
         static func unlessEmpty(_ rejected: [(index: Int, reason: RejectReason)], _ payloadError: RejectReason?) -> Problems? {
