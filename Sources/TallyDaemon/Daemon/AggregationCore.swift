@@ -109,17 +109,57 @@ public struct FrameOrigin: Sendable {
 /// What became of one frame.
 public struct FrameOutcome: Sendable {
     /// Events applied.
-    public var accepted: Int = 0
+    @inlinable public var accepted: Int {
+        get { Int(counts.0) }
+        set { counts.0 = Int32(newValue) }
+    }
     /// Events already seen (same `source` + `id`), counted once.
-    public var duplicates: Int = 0
+    @inlinable public var duplicates: Int {
+        get { Int(counts.1) }
+        set { counts.1 = Int32(newValue) }
+    }
     /// Valid events of a type no indicator uses.
-    public var unrouted: Int = 0
+    @inlinable public var unrouted: Int {
+        get { Int(counts.2) }
+        set { counts.2 = Int32(newValue) }
+    }
     /// Events older than the retention horizon.
-    public var late: Int = 0
+    @inlinable public var late: Int {
+        get { Int(counts.3) }
+        set { counts.3 = Int32(newValue) }
+    }
     /// Rejected events of the frame: their index in the batch (0 for a single object) and why.
-    public var rejected: [Rejection] = []
+    public var rejected: [Rejection] {
+        get { problems?.rejected ?? [] }
+        set { problems = Problems.unlessEmpty(newValue, payloadError) }
+    }
     /// Set when the frame as a whole is unusable (not JSON, too deep, too large...): nothing applied.
-    public var payloadError: Rejection?
+    public var payloadError: Rejection? {
+        get { problems?.payloadError }
+        set { problems = Problems.unlessEmpty(rejected, newValue) }
+    }
+    /// No rejection and no payload error (the usual frame).
+    @inlinable public var isClean: Bool { problems == nil }
+
+    /// The four counts, 32 bits each (a frame holds at most `DecodeLimits.maxEventsPerBatch`
+    /// events), and the rare rejections boxed: three words, which the core's `ingest` returns
+    /// in registers, where the counts, an array and an optional rejection of two strings were
+    /// copied through memory and destroyed per frame (`EngineLoop.ingest`'s largest samples, b1).
+    @usableFromInline var counts: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
+    @usableFromInline var problems: Problems?
+
+    /// `rejected` and `payloadError` together, immutable (a setter replaces it).
+    @usableFromInline final class Problems: Sendable {
+        let rejected: [Rejection]
+        let payloadError: Rejection?
+        init(rejected: [Rejection], payloadError: Rejection?) {
+            self.rejected = rejected
+            self.payloadError = payloadError
+        }
+        static func unlessEmpty(_ rejected: [Rejection], _ payloadError: Rejection?) -> Problems? {
+            rejected.isEmpty && payloadError == nil ? nil : Problems(rejected: rejected, payloadError: payloadError)
+        }
+    }
 
     public init() {}
 

@@ -835,7 +835,7 @@ public final class Daemon: @unchecked Sendable {
                     let n = outcome.events
                     events &+= n
                     if recordSizes { tally.batchSizes.append(n) }
-                    if outcome.payloadError != nil || !outcome.rejected.isEmpty {
+                    if !outcome.isClean {
                         rejected &+= outcome.payloadError != nil ? 1 : outcome.rejected.count
                         var origin = f.origin >= 0 ? d.pulls[Int(f.origin)].origin : FrameOrigin(label: "ack")
                         if f.restriction >= 0 { origin.sourcePrefixes = batch.restrictions[Int(f.restriction)] }

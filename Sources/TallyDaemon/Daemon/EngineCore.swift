@@ -134,17 +134,17 @@ public final class EngineCore: AggregationCore {
 
     @inline(never)
     private static func addRejections(of report: borrowing IngestReport, to out: inout FrameOutcome) {
+        var rejected: [FrameOutcome.Rejection] = []
         if !report.rejected.isEmpty {
-            out.rejected.reserveCapacity(report.rejected.count)
+            rejected.reserveCapacity(report.rejected.count)
             let elements = report.rejectedElements
             for (k, r) in report.rejected.enumerated() {
-                out.rejected.append(.init(index: r.index, code: r.reason.code.rawValue, message: r.reason.message,
-                                          element: k < elements.count ? elements[k] : nil))
+                rejected.append(.init(index: r.index, code: r.reason.code.rawValue, message: r.reason.message,
+                                      element: k < elements.count ? elements[k] : nil))
             }
         }
-        if let e = report.payloadError {
-            out.payloadError = .init(index: 0, code: e.code.rawValue, message: e.message)
-        }
+        let payloadError = report.payloadError.map { FrameOutcome.Rejection(index: 0, code: $0.code.rawValue, message: $0.message) }
+        out.problems = FrameOutcome.Problems.unlessEmpty(rejected, payloadError)
     }
 
     public func advance(wallClockMicros: Int64) {

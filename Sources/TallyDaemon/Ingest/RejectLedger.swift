@@ -55,7 +55,7 @@ public final class RejectLedger: Sendable {
     ///   last rejected element) to find the rejected events' `source` and bytes (cold path).
     @inline(__always)
     public func record(_ outcome: FrameOutcome, payload: UnsafeRawBufferPointer, origin: FrameOrigin) {
-        guard outcome.payloadError != nil || !outcome.rejected.isEmpty else { return }
+        guard !outcome.isClean else { return }
         recordSlow(outcome, payload: payload, origin: origin)
     }
 

@@ -68,13 +68,29 @@ public struct Origin: Sendable {
 /// What one ``Engine/ingest(_:origin:)`` call did with one frame.
 public struct IngestReport: Sendable {
     /// Events applied (including balances).
-    public var accepted = 0
+    @inlinable public var accepted: Int {
+        get { Int(counts.0) }
+        set { counts.0 = Int32(newValue) }
+    }
     /// Events already applied (same `source` + `id` within the dedup horizon): counted once.
-    public var duplicates = 0
+    @inlinable public var duplicates: Int {
+        get { Int(counts.1) }
+        set { counts.1 = Int32(newValue) }
+    }
     /// Valid events of a type the catalog does not know: accepted, counted, not aggregated.
-    public var unrouted = 0
+    @inlinable public var unrouted: Int {
+        get { Int(counts.2) }
+        set { counts.2 = Int32(newValue) }
+    }
     /// Events older than the retention horizon (also listed in `rejected` with code `late`).
-    public var late = 0
+    @inlinable public var late: Int {
+        get { Int(counts.3) }
+        set { counts.3 = Int32(newValue) }
+    }
+    /// The four counts, 32 bits each (a frame holds at most `DecodeLimits.maxEventsPerBatch`
+    /// events): with ``problems``, the report is three words, which a function returns in
+    /// registers instead of through memory (five words before).
+    @usableFromInline var counts: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
     /// Per rejected element: its index in the batch (0 for a single object) and the reason.
     public var rejected: [(index: Int, reason: RejectReason)] {
         get { problems?.rejected ?? [] }

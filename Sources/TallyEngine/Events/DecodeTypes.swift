@@ -163,13 +163,13 @@ struct DedupPrefetch {
 /// just been copied), so the engine can prefetch the dedup lines for the frame a frame or two
 /// ahead (``Engine/prefetch(_:)``) and the decoder need not hash again. It carries offsets, not
 /// addresses, so it stays valid when the frame's buffer moves.
-/// - Complexity: a trivial 32-byte type.
+/// - Complexity: a trivial 24-byte type (an optional one is returned in registers).
 public struct FrameKeyHint: Sendable, Equatable {
     public let key: EventKey
-    let idOffset: Int32
-    let idCount: Int32
-    let sourceOffset: Int32
-    let sourceCount: Int32
+    let idOffset: UInt16
+    let idCount: UInt16
+    let sourceOffset: UInt16
+    let sourceCount: UInt16
 
     /// Reads the key of the one event in `frame` when the frame begins exactly as producers
     /// write it (`{"specversion":"1.0","id":"…","source":"…"`, neither string escaped nor
@@ -178,14 +178,15 @@ public struct FrameKeyHint: Sendable, Equatable {
     /// checks every byte, and takes the key only for the very `id` and `source` it reads.
     /// - Complexity: O(length of `id` + `source`), a few word compares, and one hash.
     public init?(frame: UnsafeRawBufferPointer) {
-        guard frame.count < Int(Int32.max), let p = EventDecoder.peekKey(frame), let base = frame.baseAddress,
-              let id = p.id, let source = p.source else { return nil }
+        guard let p = EventDecoder.peekKey(frame), let base = frame.baseAddress, let id = p.id, let source = p.source else { return nil }
         let b = base.assumingMemoryBound(to: UInt8.self)
+        // Past 64 KiB into the frame (a huge `id`): no hint, the decoder hashes.
+        guard source - b + p.sourceCount <= Int(UInt16.max) else { return nil }
         key = p.key
-        idOffset = Int32(id - b)
-        idCount = Int32(p.idCount)
-        sourceOffset = Int32(source - b)
-        sourceCount = Int32(p.sourceCount)
+        idOffset = UInt16(id - b)
+        idCount = UInt16(p.idCount)
+        sourceOffset = UInt16(source - b)
+        sourceCount = UInt16(p.sourceCount)
     }
 
     /// The hint as addresses into `payload`, the frame it was read from.
