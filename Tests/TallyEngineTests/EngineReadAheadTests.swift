@@ -105,6 +105,11 @@ struct EngineReadAheadTests {
         for text in Self.otherLayouts {
             #expect(Self.hint(text) == nil, "\(text)")
         }
+        // A source ending past 64 KiB into the frame (offsets are 16-bit): no hint.
+        let huge = CE.event("ndxp.transaction", "2024-04-30T10:00:00+07:00", ["endpoint": "ep1"], id: String(repeating: "i", count: 70_000))
+        #expect(Self.hint(huge) == nil)
+        let large = CE.event("ndxp.transaction", "2024-04-30T10:00:00+07:00", ["endpoint": "ep1"], id: String(repeating: "i", count: 60_000))
+        #expect(Self.hint(large) != nil)
     }
 
     @Test("a hint is taken only where the frame's id and source are where it says, wherever the frame lies")
