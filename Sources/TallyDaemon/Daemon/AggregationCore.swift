@@ -107,27 +107,10 @@ public struct FrameOrigin: Sendable {
 }
 
 /// What became of one frame.
-public struct FrameOutcome: Sendable {
-    /// Events applied.
-    @inlinable public var accepted: Int {
-        get { Int(counts.0) }
-        set { counts.0 = Int32(newValue) }
-    }
-    /// Events already seen (same `source` + `id`), counted once.
-    @inlinable public var duplicates: Int {
-        get { Int(counts.1) }
-        set { counts.1 = Int32(newValue) }
-    }
-    /// Valid events of a type no indicator uses.
-    @inlinable public var unrouted: Int {
-        get { Int(counts.2) }
-        set { counts.2 = Int32(newValue) }
-    }
-    /// Events older than the retention horizon.
-    @inlinable public var late: Int {
-        get { Int(counts.3) }
-        set { counts.3 = Int32(newValue) }
-    }
+@dynamicMemberLookup
+public struct FrameOutcome: Sendable, HasEventCounts {
+    /// Events accepted, duplicates, unrouted and late (`outcome.accepted`, ...).
+    public var counts = EventCounts()
     /// Rejected events of the frame: their index in the batch (0 for a single object) and why.
     public var rejected: [Rejection] {
         get { problems?.rejected ?? [] }
@@ -141,11 +124,10 @@ public struct FrameOutcome: Sendable {
     /// No rejection and no payload error (the usual frame).
     @inlinable public var isClean: Bool { problems == nil }
 
-    /// The four counts, 32 bits each (a frame holds at most `DecodeLimits.maxEventsPerBatch`
-    /// events), and the rare rejections boxed: three words, which the core's `ingest` returns
-    /// in registers, where the counts, an array and an optional rejection of two strings were
-    /// copied through memory and destroyed per frame (`EngineLoop.ingest`'s largest samples, b1).
-    @usableFromInline var counts: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
+    /// The rare rejections, boxed: with ``counts``, three words, which the core's `ingest`
+    /// returns in registers, where the counts, an array and an optional rejection of two
+    /// strings were copied through memory and destroyed per frame (`EngineLoop.ingest`'s
+    /// largest samples, b1).
     @usableFromInline var problems: Problems?
 
     /// `rejected` and `payloadError` together, immutable (a setter replaces it).
@@ -184,7 +166,7 @@ public struct FrameOutcome: Sendable {
 
     /// Events the frame held (accepted + duplicates + unrouted + rejected; `late` ones are
     /// also listed in `rejected`).
-    public var events: Int { accepted + duplicates + unrouted + rejected.count }
+    public var events: Int { counts.accepted + counts.duplicates + counts.unrouted + rejected.count }
 }
 
 /// A built snapshot: what is published and served.

@@ -124,10 +124,7 @@ public final class EngineCore: AggregationCore {
     @inline(__always)
     private static func outcome(of report: consuming IngestReport) -> FrameOutcome {
         var out = FrameOutcome()
-        out.accepted = report.accepted
-        out.duplicates = report.duplicates
-        out.unrouted = report.unrouted
-        out.late = report.late
+        out.counts = report.counts
         if !report.isClean { addRejections(of: report, to: &out) }
         return out
     }

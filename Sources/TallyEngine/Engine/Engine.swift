@@ -283,10 +283,7 @@ public final class Engine: @unchecked Sendable {
         })
         if let frameError { stats.countRejected(frameError.code.rawValue, "unknown") }
         var report = IngestReport()
-        report.accepted = accepted
-        report.duplicates = duplicates
-        report.unrouted = unrouted
-        report.late = late
+        report.counts = EventCounts(accepted: accepted, duplicates: duplicates, unrouted: unrouted, late: late)
         // A clean frame stores nothing (`report.problems = .unlessEmpty(...)`, which also stores
         // the nil, measured ~45 instructions more per frame: callgrind).
         if !rejected.isEmpty || frameError != nil {

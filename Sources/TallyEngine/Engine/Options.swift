@@ -65,32 +65,59 @@ public struct Origin: Sendable {
     }
 }
 
-/// What one ``Engine/ingest(_:origin:)`` call did with one frame.
-public struct IngestReport: Sendable {
+/// How many of a frame's events were accepted, duplicates, unrouted or late: 32 bits each (a
+/// frame holds at most `DecodeLimits.maxEventsPerBatch` events), so a report of these and one
+/// reference is three words, which a function returns in registers (five words with `Int`s:
+/// returned through memory and copied per frame).
+public struct EventCounts: Sendable, Equatable {
+    @usableFromInline var a: Int32 = 0, d: Int32 = 0, u: Int32 = 0, l: Int32 = 0
+
+    @inlinable public init() {}
+
+    @inlinable public init(accepted: Int, duplicates: Int, unrouted: Int, late: Int) {
+        (a, d, u, l) = (Int32(accepted), Int32(duplicates), Int32(unrouted), Int32(late))
+    }
+
     /// Events applied (including balances).
     @inlinable public var accepted: Int {
-        get { Int(counts.0) }
-        set { counts.0 = Int32(newValue) }
+        get { Int(a) }
+        set { a = Int32(newValue) }
     }
     /// Events already applied (same `source` + `id` within the dedup horizon): counted once.
     @inlinable public var duplicates: Int {
-        get { Int(counts.1) }
-        set { counts.1 = Int32(newValue) }
+        get { Int(d) }
+        set { d = Int32(newValue) }
     }
-    /// Valid events of a type the catalog does not know: accepted, counted, not aggregated.
+    /// Valid events of a type no indicator uses: counted, not aggregated.
     @inlinable public var unrouted: Int {
-        get { Int(counts.2) }
-        set { counts.2 = Int32(newValue) }
+        get { Int(u) }
+        set { u = Int32(newValue) }
     }
-    /// Events older than the retention horizon (also listed in `rejected` with code `late`).
+    /// Events older than the retention horizon (also listed among the rejected, code `late`).
     @inlinable public var late: Int {
-        get { Int(counts.3) }
-        set { counts.3 = Int32(newValue) }
+        get { Int(l) }
+        set { l = Int32(newValue) }
     }
-    /// The four counts, 32 bits each (a frame holds at most `DecodeLimits.maxEventsPerBatch`
-    /// events): with ``problems``, the report is three words, which a function returns in
-    /// registers instead of through memory (five words before).
-    @usableFromInline var counts: (Int32, Int32, Int32, Int32) = (0, 0, 0, 0)
+}
+
+/// A frame's outcome with ``EventCounts``, read and set as its own properties:
+/// `report.accepted` is `report.counts.accepted` (with `@dynamicMemberLookup` on the type).
+public protocol HasEventCounts {
+    var counts: EventCounts { get set }
+}
+
+extension HasEventCounts {
+    @inlinable public subscript(dynamicMember count: WritableKeyPath<EventCounts, Int>) -> Int {
+        get { counts[keyPath: count] }
+        set { counts[keyPath: count] = newValue }
+    }
+}
+
+/// What one ``Engine/ingest(_:origin:)`` call did with one frame: its ``EventCounts``
+/// (`report.accepted`, `.duplicates`, `.unrouted`, `.late`) and the rejections.
+@dynamicMemberLookup
+public struct IngestReport: Sendable, HasEventCounts {
+    public var counts = EventCounts()
     /// Per rejected element: its index in the batch (0 for a single object) and the reason.
     public var rejected: [(index: Int, reason: RejectReason)] {
         get { problems?.rejected ?? [] }
