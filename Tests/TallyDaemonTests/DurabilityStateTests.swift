@@ -126,6 +126,36 @@ struct DurabilityCheckpointTests {
         #expect(ckpt.producers == producers)
     }
 
+    @Test("a state handed over in pieces writes the same file as the same bytes handed over whole; a short one is refused")
+    func piecesWriteTheSameFile() throws {
+        let a = WALTempDirectory("ckpt-whole"), b = WALTempDirectory("ckpt-pieces")
+        defer { a.remove(); b.remove() }
+        let size = CheckpointStore.writePiece * 5 / 2 + 7
+        let state = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 9) }
+        var producers = ProducerTable()
+        producers.record(producer: [3], sequence: 8, reply: Array("{}".utf8))
+        let whole = try CheckpointStore(directory: a.path).write(lsn: 7, engineState: state, producers: producers, snapshotSeq: 2)
+        // Pieces of odd sizes, across the store's MiB pieces.
+        let pieces = CapturedCheckpoint(byteCount: size) { sink in
+            try state.withUnsafeBytes { all in
+                var at = 0, n = 1
+                while at < size {
+                    let end = min(size, at + n)
+                    try sink(UnsafeRawBufferPointer(rebasing: all[at..<end]))
+                    at = end
+                    n = n * 3 + 1
+                }
+            }
+        }
+        let piecewise = try CheckpointStore(directory: b.path).write(lsn: 7, engineState: pieces, producers: producers, snapshotSeq: 2)
+        #expect(try Data(contentsOf: URL(fileURLWithPath: whole.path)) == Data(contentsOf: URL(fileURLWithPath: piecewise.path)))
+        #expect(try CheckpointStore(directory: b.path).loadNewest().checkpoint?.engineState == state)
+        // A capture that delivers fewer bytes than it announced leaves no checkpoint.
+        let short = CapturedCheckpoint(byteCount: 10) { sink in try [UInt8](repeating: 1, count: 9).withUnsafeBytes(sink) }
+        #expect(throws: DurabilityError.self) { try CheckpointStore(directory: b.path).write(lsn: 9, engineState: short, producers: producers, snapshotSeq: 3) }
+        #expect(try CheckpointStore(directory: b.path).list().map(\.lsn) == [7])
+    }
+
     @Test("a checkpoint several write pieces long (written a MiB at a time) reads back byte for byte")
     func multiPieceCheckpoint() throws {
         let dir = WALTempDirectory("ckpt")

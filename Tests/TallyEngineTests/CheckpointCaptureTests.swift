@@ -85,6 +85,52 @@ struct CheckpointCaptureTests {
         #expect(throws: CheckpointError.self) { _ = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: bad) }
     }
 
+    @Test("a capture written in pieces, ids across many hours and many pieces, joins into the checkpoint, and no id piece exceeds 64 KiB")
+    func writtenInPieces() throws {
+        let p = try EngineStateTests.national()
+        let e = Engine(pipeline: p, options: EngineStateTests.options())
+        for i in 0..<9_000 {
+            e.send(CE.event("ndxp.transaction", "2024-04-\(10 + i % 5)T\(10 + i % 12):30:00+07:00",
+                            ["endpoint": "ep\(i % 7)", "consumer": "c", "provider": "p", "status": "ok"], id: "piece-\(i)"))
+        }
+        #expect(e.dedup.liveCount == 9_000)   // five days of event time: inside the 7-day horizon
+        let whole = e.checkpoint()
+        let capture = e.captureCheckpoint()
+        var pieces: [[UInt8]] = []
+        capture.write { pieces.append(Array($0)) }
+        #expect(pieces.flatMap { $0 } == whole)
+        #expect(capture.byteCount == whole.count)
+        let idPieces = pieces.count - 3   // the header, what precedes the ids, what follows them
+        #expect(idPieces == (9_000 + CheckpointCapture.idsPerPiece - 1) / CheckpointCapture.idsPerPiece)
+        #expect(pieces.allSatisfy { $0.count <= 64 << 10 || $0 == pieces[1] || $0 == pieces.last! })
+        let restored = try Engine.restore(pipeline: p, options: EngineStateTests.options(), from: pieces.flatMap { $0 })
+        #expect(restored.snapshot() == e.snapshot())
+    }
+
+    @Test("the remembered ids serialised in small pieces from a cursor are the whole serialisation")
+    func dedupPiecesFromACursor() {
+        var d = DedupIndex(horizon: 7 * 24 * DedupIndexTests.hour)
+        for i in 0..<1_000 as Range<UInt64> {
+            _ = DedupIndexTests.seen(&d, DedupIndexTests.key(i), time: DedupIndexTests.t0 + Int64(i % 13) * DedupIndexTests.hour,
+                                     clock: DedupIndexTests.t0)
+        }
+        let snapshot = d.snapshot
+        let size = DedupIndex.serializedEntrySize
+        var whole = [UInt8](repeating: 0, count: snapshot.count * size)
+        _ = whole.withUnsafeMutableBytes { snapshot.serialize(into: $0.baseAddress!, maxEntries: snapshot.count) }
+        for piece in [1, 7, 64, 999, 1_000, 5_000] {
+            var joined: [UInt8] = []
+            var cursor = DedupSnapshot.Cursor()
+            var scratch = [UInt8](repeating: 0, count: piece * size)
+            while true {
+                let n = scratch.withUnsafeMutableBytes { snapshot.serialize(from: &cursor, into: $0.baseAddress!, maxEntries: piece) }
+                if n == 0 { break }
+                joined += scratch[0..<(n * size)]
+            }
+            #expect(joined == whole, "pieces of \(piece)")
+        }
+    }
+
     @Test("a checkpoint is written as version 2 with the CRC-32C of its body in the header")
     func versionTwoCarriesCRC32C() throws {
         let (p, a) = try Self.nationalEngineAfterStream()

@@ -197,24 +197,35 @@ extension AggregationCore {
 // MARK: - CapturedCheckpoint
 
 /// A core's state captured for a checkpoint on the engine thread, handed to the checkpoint
-/// thread, which calls ``finished()`` once to get the bytes to write.
+/// thread, which calls ``write(to:)`` once to get the bytes to write, in pieces.
 public struct CapturedCheckpoint: Sendable {
     /// Bytes of the finished checkpoint.
     public let byteCount: Int
-    private let finish: @Sendable () -> [UInt8]
+    private let writer: @Sendable ((UnsafeRawBufferPointer) throws -> Void) throws -> Void
 
-    /// A capture finished by `finish` (called once, on another thread).
-    public init(byteCount: Int, finish: @escaping @Sendable () -> [UInt8]) {
+    /// A capture finished by `write` (called once, on another thread), which hands `byteCount`
+    /// bytes to its sink in order, in pieces.
+    public init(byteCount: Int, write: @escaping @Sendable ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) {
         self.byteCount = byteCount
-        self.finish = finish
+        writer = write
     }
 
     /// Already finished bytes.
     public init(bytes: [UInt8]) {
         byteCount = bytes.count
-        finish = { bytes }
+        writer = { sink in try bytes.withUnsafeBytes(sink) }
     }
 
-    /// The checkpoint bytes. Call once.
-    public func finished() -> [UInt8] { finish() }
+    /// Hands the finished bytes to `sink`, in order, in pieces (rethrows what `sink` throws).
+    /// Call once.
+    public func write(to sink: (UnsafeRawBufferPointer) throws -> Void) throws { try writer(sink) }
+
+    /// The finished bytes as one array (``write(to:)``'s pieces joined). Call once.
+    /// - Complexity: O(bytes); memory: the whole checkpoint.
+    public func finished() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(byteCount)
+        try? write { out.append(contentsOf: $0) }
+        return out
+    }
 }

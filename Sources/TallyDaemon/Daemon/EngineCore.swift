@@ -197,7 +197,7 @@ public final class EngineCore: AggregationCore {
     /// - Complexity: O(state size) here, O(bytes) there.
     public func captureCheckpoint() -> CapturedCheckpoint? {
         let box = CaptureBox(engine.captureCheckpoint())
-        return CapturedCheckpoint(byteCount: box.byteCount) { box.take().sealed() }
+        return CapturedCheckpoint(byteCount: box.byteCount) { sink in try box.take().write(to: sink) }
     }
 
     /// Replaces the engine with one restored from a checkpoint (called before any frame is applied).

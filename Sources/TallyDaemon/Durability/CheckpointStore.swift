@@ -96,45 +96,69 @@ public struct CheckpointStore: Sendable {
     ///   piece's writeback started at once), one fsync of the file and one of the directory.
     @discardableResult
     public func write(lsn: LSN, engineState: [UInt8], producers: ProducerTable, snapshotSeq: UInt64) throws(DurabilityError) -> CheckpointWriteResult {
+        try write(lsn: lsn, engineState: CapturedCheckpoint(bytes: engineState), producers: producers, snapshotSeq: snapshotSeq)
+    }
+
+    /// ``write(lsn:engineState:producers:snapshotSeq:)`` with the engine's state handed over in
+    /// pieces (``CapturedCheckpoint/write(to:)``), never held whole: the header, whose checksum
+    /// covers everything after it, is written last, at the file's start, before the fsync.
+    /// - Complexity: as above; memory: one MiB of pieces at most, plus what the capture holds.
+    @discardableResult
+    public func write(lsn: LSN, engineState: CapturedCheckpoint, producers: ProducerTable, snapshotSeq: UInt64) throws(DurabilityError) -> CheckpointWriteResult {
         let producerBytes = producers.serialized()
         var header = Self.magic
         ByteCoding.append(Self.version, to: &header)
         ByteCoding.append(UInt32(Self.headerLength), to: &header)
         ByteCoding.append(lsn, to: &header)
         ByteCoding.append(snapshotSeq, to: &header)
-        ByteCoding.append(UInt64(engineState.count), to: &header)
+        ByteCoding.append(UInt64(engineState.byteCount), to: &header)
         ByteCoding.append(UInt64(producerBytes.count), to: &header)
         var crc = CRC32C.checksum(header)
-        crc = CRC32C.update(crc, engineState)
-        crc = CRC32C.update(crc, producerBytes)
-        ByteCoding.append(crc, to: &header)
-        ByteCoding.append(UInt32(0), to: &header)
-
         let finalPath = FileIO.join(directory, Self.fileName(lsn))
         let tempPath = finalPath + ".tmp"
         let fd = try FileIO.open(tempPath, flags: O_WRONLY | O_CREAT | O_TRUNC, mode: 0o600)
-        var total: Int64 = 0
+        let headerSize = Int64(header.count + 8)   // + the checksum and the reserved word
+        precondition(headerSize == Int64(Self.headerLength), "checkpoint header layout")
+        var total = headerSize
         var isOpen = true
         do throws(DurabilityError) {
             // Written in pieces, each one's writeback started at once (as the log does): the
             // fsync below then finds little left to write, instead of all of a checkpoint of tens
             // of MB at once while the log's own fdatasyncs queue behind it on the same disk.
             var writebackFrom: Int64 = 0
-            for part in [header, engineState, producerBytes] {
+            var pending: DurabilityError?
+            func put(_ bytes: UnsafeRawBufferPointer) throws(DurabilityError) {
                 var offset = 0
-                while offset < part.count {
-                    let n = min(Self.writePiece, part.count - offset)
-                    let at = total
-                    try part.withUnsafeBytes { b in
-                        Result { () throws(DurabilityError) in
-                            try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: b[offset..<offset + n]), at: at, path: tempPath)
-                        }
-                    }.get()
+                while offset < bytes.count {
+                    let n = min(Self.writePiece, bytes.count - offset)
+                    try FileIO.pwriteAll(fd, UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]), at: total, path: tempPath)
+                    crc = CRC32C.update(crc, UnsafeRawBufferPointer(rebasing: bytes[offset..<offset + n]))
                     offset += n
                     total += Int64(n)
                     FileIO.startWriteback(fd, from: &writebackFrom, to: total, every: Int64(Self.writePiece))
                 }
             }
+            var written = 0
+            do {
+                try engineState.write { piece in
+                    do throws(DurabilityError) { try put(piece) } catch {
+                        pending = error
+                        throw error
+                    }
+                    written += piece.count
+                }
+            } catch {
+                throw pending ?? .invalidArgument("the checkpoint's state could not be written: \(error)")
+            }
+            guard written == engineState.byteCount else {
+                throw .invalidArgument("the captured state wrote \(written) bytes, announced \(engineState.byteCount)")
+            }
+            try producerBytes.withUnsafeBytes { b in Result { () throws(DurabilityError) in try put(b) } }.get()
+            ByteCoding.append(crc, to: &header)
+            ByteCoding.append(UInt32(0), to: &header)
+            try header.withUnsafeBytes { b in
+                Result { () throws(DurabilityError) in try FileIO.pwriteAll(fd, b, at: 0, path: tempPath) }
+            }.get()
             try FileIO.fsync(fd, path: tempPath)
             isOpen = false
             try FileIO.close(fd, path: tempPath)

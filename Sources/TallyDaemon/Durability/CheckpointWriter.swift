@@ -136,9 +136,8 @@ final class CheckpointWriter: @unchecked Sendable {
 
     private func write(_ job: Job) -> Result<CheckpointWriteResult, DurabilityError> {
         beforeWrite?(job.lsn)
-        let bytes = job.engineState.finished()
         do throws(DurabilityError) {
-            return .success(try store.write(lsn: job.lsn, engineState: bytes, producers: job.producers, snapshotSeq: job.snapshotSeq))
+            return .success(try store.write(lsn: job.lsn, engineState: job.engineState, producers: job.producers, snapshotSeq: job.snapshotSeq))
         } catch {
             return .failure(error)
         }

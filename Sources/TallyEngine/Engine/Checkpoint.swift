@@ -150,40 +150,72 @@ func fnv1a64(_ b: UnsafeRawBufferPointer) -> UInt64 {
 }
 
 /// An engine checkpoint captured on the engine's thread (``Engine/captureCheckpoint()``) whose
-/// checksum is not yet computed: hand it to another thread and call ``sealed()`` there, so the
-/// O(state) checksum pass does not stall ingest.
+/// remembered ids and checksum are not written yet: hand it to another thread and call
+/// ``write(to:)`` (or ``sealed()``) there, so the O(state) passes do not stall ingest.
+///
+/// It holds the parts before and after the ids, and the ids as copy-on-write hour sets; the
+/// ids (24 bytes each, most of a large checkpoint) are serialised only as they are written.
+/// Why: a capture that held the whole checkpoint doubled resident memory by its size at every
+/// checkpoint (28 MB per million remembered ids), and the fresh buffer's page faults were most
+/// of the checkpoint thread's CPU (`perf`).
 public struct CheckpointCapture: Sendable {
-    /// The checkpoint, except the remembered ids' entries at `dedupAt` (not yet written).
-    private var bytes: [UInt8]
-    /// The remembered ids as of the capture, written into `bytes` by ``sealed()``.
+    /// The 32-byte header (its checksum still zero) and everything before the ids.
+    private let head: [UInt8]
+    /// The remembered ids as of the capture.
     private let dedup: DedupSnapshot
-    private let dedupAt: Int
+    /// Everything after the ids.
+    private let tail: [UInt8]
 
-    init(unsealed bytes: [UInt8], dedup: DedupSnapshot, at dedupAt: Int) {
-        self.bytes = bytes
+    init(head: [UInt8], dedup: DedupSnapshot, tail: [UInt8]) {
+        self.head = head
         self.dedup = dedup
-        self.dedupAt = dedupAt
+        self.tail = tail
     }
 
     /// Size of the checkpoint in bytes (header included).
-    public var byteCount: Int { bytes.count }
+    public var byteCount: Int { head.count + dedup.count * DedupIndex.serializedEntrySize + tail.count }
 
-    /// The finished checkpoint: the remembered ids written in (24 bytes each, most of a large
-    /// checkpoint), then the CRC-32C of the body into the header (the bytes are not copied when
-    /// the capture holds the only reference).
-    /// - Complexity: O(state size): the ids a few ns each; the checksum ~0.1 ns per byte with the
-    ///   CPU's CRC instruction (version 1's FNV-1a took ~1.3 ns: 36 ms of the checkpoint thread
-    ///   per million remembered ids).
-    public consuming func sealed() -> [UInt8] {
-        var out = bytes
-        bytes = []
-        let (ids, at) = (dedup.count, dedupAt)
-        out.withUnsafeMutableBytes { raw in
-            let written = dedup.serialize(into: raw.baseAddress!.advanced(by: at), maxEntries: ids)
-            precondition(written == ids, "dedup index: \(written) ids serialised, \(ids) counted")
+    /// Ids serialised per piece handed to a sink (64 KiB).
+    static let idsPerPiece = (64 << 10) / DedupIndex.serializedEntrySize
+
+    /// Hands the finished checkpoint to `sink` in pieces, in order (the header with its
+    /// checksum first; pieces of at most 64 KiB for the ids). The concatenation is
+    /// ``sealed()``'s bytes.
+    /// - Complexity: O(state size), two passes over the ids (the first for the checksum, which
+    ///   the header holds), a few ns per id each; memory: one 64 KiB buffer.
+    public func write(to sink: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        var crc = head.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        forEachIDPiece { crc = CRC32C.update(crc, $0) }
+        crc = tail.withUnsafeBytes { CRC32C.update(crc, $0) }
+        var header = Array(head[0..<32])
+        header.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(crc).littleEndian, toByteOffset: 24, as: UInt64.self) }
+        try header.withUnsafeBytes(sink)
+        try head.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        try forEachIDPiece(sink)
+        try tail.withUnsafeBytes(sink)
+    }
+
+    /// Calls `body` with the ids serialised, ``idsPerPiece`` at a time.
+    private func forEachIDPiece(_ body: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        let size = DedupIndex.serializedEntrySize
+        let scratch = UnsafeMutableRawPointer.allocate(byteCount: Self.idsPerPiece * size, alignment: 16)
+        defer { scratch.deallocate() }
+        var cursor = DedupSnapshot.Cursor()
+        var done = 0
+        while done < dedup.count {
+            let n = dedup.serialize(from: &cursor, into: scratch, maxEntries: min(Self.idsPerPiece, dedup.count - done))
+            precondition(n > 0, "dedup index: \(done) ids serialised, \(dedup.count) counted")
+            try body(UnsafeRawBufferPointer(start: scratch, count: n * size))
+            done += n
         }
-        let sum = out.withUnsafeBytes { Engine.checkpointChecksum(UnsafeRawBufferPointer(rebasing: $0[32...]), version: Engine.checkpointVersion) }
-        out.withUnsafeMutableBytes { $0.storeBytes(of: sum.littleEndian, toByteOffset: 24, as: UInt64.self) }
+    }
+
+    /// The finished checkpoint as one array (``write(to:)``'s pieces joined).
+    /// - Complexity: O(state size); memory: the whole checkpoint.
+    public func sealed() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(byteCount)
+        write { out.append(contentsOf: $0) }
         return out
     }
 }
@@ -249,28 +281,22 @@ extension Engine {
         pre.count(interner.count)
         for id in 0..<interner.count { pre.raw(interner.view(Int32(id)).bytes) }
         pre.i64(dedup.expiredThrough)
-        let ids = dedup.snapshot   // the remembered ids, written in by `sealed()`
+        let ids = dedup.snapshot   // the remembered ids, serialised as the capture is written
         pre.count(ids.count)
 
         let header = 32
         let dedupBytes = ids.count * DedupIndex.serializedEntrySize
-        let total = header + pre.count + dedupBytes + post.count
-        let bodyLength = UInt64(total - header)
-        let bytes = [UInt8](unsafeUninitializedCapacity: total) { buffer, initialized in
+        let bodyLength = UInt64(pre.count + dedupBytes + post.count)
+        let head = [UInt8](unsafeUninitializedCapacity: header + pre.count) { buffer, initialized in
             let out = UnsafeMutableRawPointer(buffer.baseAddress!)
             Self.checkpointMagic.withUnsafeBytes { out.copyMemory(from: $0.baseAddress!, byteCount: 8) }
             out.storeBytes(of: Self.checkpointVersion.littleEndian, toByteOffset: 8, as: UInt64.self)
             out.storeBytes(of: bodyLength.littleEndian, toByteOffset: 16, as: UInt64.self)
-            out.storeBytes(of: UInt64(0), toByteOffset: 24, as: UInt64.self)   // checksum: sealed() fills it
-            var at = header
-            out.advanced(by: at).copyMemory(from: pre.base, byteCount: pre.count)
-            at += pre.count
-            // The ids' room: written by `sealed()` (a UInt8 buffer; nothing reads it before).
-            at += dedupBytes
-            out.advanced(by: at).copyMemory(from: post.base, byteCount: post.count)
-            initialized = total
+            out.storeBytes(of: UInt64(0), toByteOffset: 24, as: UInt64.self)   // checksum: written with the ids
+            out.advanced(by: header).copyMemory(from: pre.base, byteCount: pre.count)
+            initialized = header + pre.count
         }
-        return CheckpointCapture(unsealed: bytes, dedup: ids, at: header + pre.count)
+        return CheckpointCapture(head: head, dedup: ids, tail: Array(post.bytes))
     }
 
     /// Balances, event aggregators and tables, in checkpoint order.

@@ -374,10 +374,32 @@ struct DedupSnapshot: Sendable {
     /// - Returns: entries written.
     /// - Complexity: O(slots of the live hours), a few ns per id (sequential reads and writes).
     func serialize(into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
+        var cursor = Cursor()
+        return serialize(from: &cursor, into: out, maxEntries: maxEntries)
+    }
+
+    /// Where a serialisation in pieces stopped: the hour set, and the slot in it.
+    struct Cursor {
+        var set = 0
+        var slot = 0
+    }
+
+    /// ``serialize(into:maxEntries:)`` resumed at `cursor` (a fresh cursor: from the first id),
+    /// which is left where the next piece starts: the pieces joined are the whole serialisation.
+    /// - Returns: entries written (0 once every id is).
+    /// - Complexity: O(slots read).
+    func serialize(from cursor: inout Cursor, into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
         var written = 0
-        for s in sets.indices where setHour[s] != .min {
-            written += sets[s].serialize(hour: setHour[s], into: out.advanced(by: written * DedupIndex.serializedEntrySize),
-                                         maxEntries: maxEntries - written)
+        while cursor.set < sets.count && written < maxEntries {
+            let s = cursor.set
+            if setHour[s] != .min {
+                written += sets[s].serialize(hour: setHour[s], from: &cursor.slot,
+                                             into: out.advanced(by: written * DedupIndex.serializedEntrySize),
+                                             maxEntries: maxEntries - written)
+                if cursor.slot < sets[s].slotCount { break }   // the piece is full
+            }
+            cursor.set += 1
+            cursor.slot = 0
         }
         return written
     }
@@ -479,20 +501,35 @@ struct HourKeySet {
     /// Writes each key as `[hi][lo][hour]` (u64, u64, i64, little-endian), slot order, at most
     /// `maxEntries`. - Returns: keys written. - Complexity: O(slots).
     func serialize(hour: Int64, into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
+        var slot = 0
+        return serialize(hour: hour, from: &slot, into: out, maxEntries: maxEntries)
+    }
+
+    /// ``serialize(hour:into:maxEntries:)`` from slot `slot` on; `slot` is left after the last
+    /// slot read (the slots' count once all are).
+    /// - Complexity: O(slots read).
+    func serialize(hour: Int64, from slot: inout Int, into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
         slots.withUnsafeBufferPointer { buf in
             var n = 0
             var p = out
-            for s in buf where !(s.hi == 0 && s.lo == 0) {
-                guard n < maxEntries else { break }
+            var i = slot
+            while i < buf.count && n < maxEntries {
+                let s = buf[i]
+                i += 1
+                if s.hi == 0 && s.lo == 0 { continue }
                 p.storeBytes(of: s.hi.littleEndian, toByteOffset: 0, as: UInt64.self)
                 p.storeBytes(of: s.lo.littleEndian, toByteOffset: 8, as: UInt64.self)
                 p.storeBytes(of: UInt64(bitPattern: hour).littleEndian, toByteOffset: 16, as: UInt64.self)
                 p += 24
                 n += 1
             }
+            slot = i
             return n
         }
     }
+
+    /// Slots (empty ones included).
+    var slotCount: Int { slots.count }
 
     /// Bytes held by the slots.
     var byteCount: Int { slots.count * MemoryLayout<Slot>.stride }
