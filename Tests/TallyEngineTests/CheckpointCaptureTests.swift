@@ -16,11 +16,7 @@ struct CheckpointCaptureTests {
 
     @Test("the dedup index writes exactly the keys and hours its entries list, 24 little-endian bytes each")
     func dedupSerializationMatchesEntries() {
-        var d = DedupIndex(horizon: 7 * 24 * DedupIndexTests.hour)
-        for i in 0..<5_000 as Range<UInt64> {
-            _ = DedupIndexTests.seen(&d, DedupIndexTests.key(i), time: DedupIndexTests.t0 + Int64(i % 40) * DedupIndexTests.hour,
-                                     clock: DedupIndexTests.t0)
-        }
+        let d = DedupIndexTests.filled(5_000, hours: 40)
         let entries = d.entries
         #expect(d.liveCount == entries.count)
         #expect(d.liveCount == d.count)
@@ -109,12 +105,7 @@ struct CheckpointCaptureTests {
 
     @Test("the remembered ids serialised in small pieces from a cursor are the whole serialisation")
     func dedupPiecesFromACursor() {
-        var d = DedupIndex(horizon: 7 * 24 * DedupIndexTests.hour)
-        for i in 0..<1_000 as Range<UInt64> {
-            _ = DedupIndexTests.seen(&d, DedupIndexTests.key(i), time: DedupIndexTests.t0 + Int64(i % 13) * DedupIndexTests.hour,
-                                     clock: DedupIndexTests.t0)
-        }
-        let snapshot = d.snapshot
+        let snapshot = DedupIndexTests.filled(1_000, hours: 13).snapshot
         let size = DedupIndex.serializedEntrySize
         var whole = [UInt8](repeating: 0, count: snapshot.count * size)
         _ = whole.withUnsafeMutableBytes { snapshot.serialize(into: $0.baseAddress!, maxEntries: snapshot.count) }

@@ -15,6 +15,14 @@ struct DedupIndexTests {
     }
 
     /// `checkAndInsert` outside `#expect` (the macro cannot call a mutating member).
+    /// An index (7-day horizon) holding ids `key(0)` ..< `key(count)`, id `i` filed under hour
+    /// `i % hours` from `t0`.
+    static func filled(_ count: UInt64, hours: UInt64) -> DedupIndex {
+        var d = DedupIndex(horizon: 7 * 24 * hour)
+        for i in 0..<count { _ = seen(&d, key(i), time: t0 + Int64(i % hours) * hour, clock: t0) }
+        return d
+    }
+
     static func seen(_ d: inout DedupIndex, _ key: EventKey, time: Micros, clock: Micros?) -> Bool {
         d.checkAndInsert(key, time: time, clock: clock)
     }
