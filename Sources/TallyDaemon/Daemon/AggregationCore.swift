@@ -42,8 +42,8 @@ public protocol AggregationCore: AnyObject {
     func checkpoint() -> [UInt8]?
 
     /// The state for a checkpoint, captured on the engine thread and finished elsewhere: only
-    /// what must see the state at this log position runs here (serialisation); the rest
-    /// (checksum) runs when the checkpoint thread calls ``CapturedCheckpoint/finished()``.
+    /// what must see the state at this log position runs here; the rest (the bulk of the bytes,
+    /// the checksum) runs when the checkpoint thread calls ``CapturedCheckpoint/write(to:)``.
     /// `nil` like ``checkpoint()``. Default: the whole ``checkpoint()`` here.
     func captureCheckpoint() -> CapturedCheckpoint?
 
@@ -219,13 +219,4 @@ public struct CapturedCheckpoint: Sendable {
     /// Hands the finished bytes to `sink`, in order, in pieces (rethrows what `sink` throws).
     /// Call once.
     public func write(to sink: (UnsafeRawBufferPointer) throws -> Void) throws { try writer(sink) }
-
-    /// The finished bytes as one array (``write(to:)``'s pieces joined). Call once.
-    /// - Complexity: O(bytes); memory: the whole checkpoint.
-    public func finished() -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(byteCount)
-        try? write { out.append(contentsOf: $0) }
-        return out
-    }
 }

@@ -192,7 +192,7 @@ public final class EngineCore: AggregationCore {
     public func checkpoint() -> [UInt8]? { engine.checkpoint() }
 
     /// `Engine.captureCheckpoint()` here (serialisation, without the remembered ids); the ids'
-    /// entries and the checksum are written in ``CapturedCheckpoint/finished()`` on the
+    /// entries and the checksum are written by ``CapturedCheckpoint/write(to:)`` on the
     /// checkpoint thread.
     /// - Complexity: O(state size) here, O(bytes) there.
     public func captureCheckpoint() -> CapturedCheckpoint? {

@@ -75,21 +75,15 @@ public final class RejectLedger: Sendable {
             items.append((error, source, payload, nil))
         } else {
             let batched = JSONScan.isArray(payload)
-            if outcome.rejected.allSatisfy({ $0.element.map { $0.upperBound <= payload.count } ?? false }) {
-                // Where the decoder found them: no second pass over the frame.
-                for r in outcome.rejected {
-                    let bytes = UnsafeRawBufferPointer(rebasing: payload[r.element!])
-                    items.append((r, JSONScan.sourceOf(bytes), bytes, batched ? r.index : nil))
-                }
-            } else {
-                // Only as far as the last rejected element: a batch of 100 with one bad event near
-                // its start no longer costs a scan of the whole frame.
-                let last = outcome.rejected.reduce(0) { max($0, $1.index) }
-                let elements = batched ? JSONScan.arrayElements(payload, through: last) : [payload]
-                for r in outcome.rejected {
-                    let bytes = r.index < elements.count ? elements[r.index] : payload
-                    items.append((r, JSONScan.sourceOf(bytes), bytes, batched ? r.index : nil))
-                }
+            // Where the decoder found them; only when a rejection lacks its bytes is the frame
+            // split again, and only as far as the last rejected element.
+            let known = outcome.rejected.allSatisfy { $0.element.map { $0.upperBound <= payload.count } ?? false }
+            let last = outcome.rejected.reduce(0) { max($0, $1.index) }
+            let scanned = known || !batched ? [payload] : JSONScan.arrayElements(payload, through: last)
+            for r in outcome.rejected {
+                let bytes = known ? UnsafeRawBufferPointer(rebasing: payload[r.element!])
+                    : r.index < scanned.count ? scanned[r.index] : payload
+                items.append((r, JSONScan.sourceOf(bytes), bytes, batched ? r.index : nil))
             }
         }
         var warnings: [String] = []

@@ -247,16 +247,15 @@ extension Engine {
 
     /// The state as of now, serialised but not yet checksummed: the part of a checkpoint that
     /// must run on the engine's thread (the bytes must match the log position), kept as cheap
-    /// as possible so ingest stalls only this long. The checksum, the file write and the fsyncs
-    /// belong to whoever takes the capture (``CheckpointCapture/sealed()``, any thread).
+    /// as possible so ingest stalls only this long. The remembered ids, the checksum, the file
+    /// write and the fsyncs belong to whoever takes the capture (``CheckpointCapture/write(to:)``,
+    /// any thread).
     ///
-    /// Cost: one exactly-sized output allocation (no regrowth copies). The dedup index, most of
-    /// the bytes (24 per remembered id), is not written here: the capture keeps its hour sets,
-    /// shared copy-on-write (``DedupIndex/snapshot``), and ``CheckpointCapture/sealed()`` stores
-    /// them straight into the room left for them, on the thread that seals (this took ~19 of
-    /// the 27.5 ms a capture of 1 M ids held the engine thread; round 11). The rest goes through
-    /// a small writer and is copied in with one memcpy. The file format is the one
-    /// ``checkpoint()`` writes (version 2).
+    /// Cost: the parts before and after the dedup index, each written once by a small writer.
+    /// The dedup index, most of the bytes (24 per remembered id), is not written here: the
+    /// capture keeps its hour sets, shared copy-on-write (``DedupIndex/snapshot``), and
+    /// serialises them as it is written (this took ~19 of the 27.5 ms a capture of 1 M ids held
+    /// the engine thread; round 11). The file format is the one ``checkpoint()`` writes (version 2).
     /// - Complexity: O(state size) without the remembered ids: the aggregates, tables and
     ///   interned strings; O(hours) for the ids.
     public func captureCheckpoint() -> CheckpointCapture {

@@ -351,16 +351,10 @@ struct BlockedBloomFilter {
     }
 }
 
-// MARK: - Hour key set
+// MARK: - Dedup snapshot
 
-/// An open-addressing set of ``EventKey`` with linear probing, 16-byte slots, no deletion
-/// (a set is dropped whole when its hour expires).
-///
-/// Why not `Set`: an ``EventKey`` already is a uniform 128-bit hash, so its low bits index the
-/// table directly; `Set` would re-hash it with SipHash on every lookup.
-/// - Complexity: O(1) expected per operation; grows by doubling at load 0.7.
 /// The ids a ``DedupIndex`` remembered at one moment (``DedupIndex/snapshot``), for the
-/// checkpoint's bulk written off the engine thread (``CheckpointCapture/sealed()``).
+/// checkpoint's bulk written off the engine thread (``CheckpointCapture/write(to:)``).
 struct DedupSnapshot: Sendable {
     let sets: [HourKeySet]
     let setHour: [Int64]
@@ -405,6 +399,14 @@ struct DedupSnapshot: Sendable {
     }
 }
 
+// MARK: - Hour key set
+
+/// An open-addressing set of ``EventKey`` with linear probing, 16-byte slots, no deletion
+/// (a set is dropped whole when its hour expires).
+///
+/// Why not `Set`: an ``EventKey`` already is a uniform 128-bit hash, so its low bits index the
+/// table directly; `Set` would re-hash it with SipHash on every lookup.
+/// - Complexity: O(1) expected per operation; grows by doubling at load 0.7.
 struct HourKeySet {
     struct Slot {
         var hi: UInt64
@@ -498,16 +500,9 @@ struct HourKeySet {
         for s in slots where !(s.hi == 0 && s.lo == 0) { body(EventKey(hi: s.hi, lo: s.lo)) }
     }
 
-    /// Writes each key as `[hi][lo][hour]` (u64, u64, i64, little-endian), slot order, at most
-    /// `maxEntries`. - Returns: keys written. - Complexity: O(slots).
-    func serialize(hour: Int64, into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
-        var slot = 0
-        return serialize(hour: hour, from: &slot, into: out, maxEntries: maxEntries)
-    }
-
-    /// ``serialize(hour:into:maxEntries:)`` from slot `slot` on; `slot` is left after the last
-    /// slot read (the slots' count once all are).
-    /// - Complexity: O(slots read).
+    /// Writes each key from slot `slot` on as `[hi][lo][hour]` (u64, u64, i64, little-endian),
+    /// slot order, at most `maxEntries`; `slot` is left after the last slot read (the slots'
+    /// count once all are). - Returns: keys written. - Complexity: O(slots read).
     func serialize(hour: Int64, from slot: inout Int, into out: UnsafeMutableRawPointer, maxEntries: Int) -> Int {
         slots.withUnsafeBufferPointer { buf in
             var n = 0

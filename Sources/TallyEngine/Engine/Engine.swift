@@ -233,8 +233,7 @@ public final class Engine: @unchecked Sendable {
     public func ingest(_ payload: UnsafeRawBufferPointer, origin: Origin = .any, keyHint: FrameKeyHint? = nil) -> IngestReport {
         var accepted = 0, duplicates = 0, unrouted = 0, late = 0
         var rejected: [(index: Int, reason: RejectReason)] = []
-        let peeked = keyHint.map { $0.peeked(in: payload) } ?? PeekedKey()
-        let frameError = decoder.decode(payload, prefetch: dedup.currentPrefetchHint(), peeked: peeked, event: { index, e in
+        let frameError = decoder.decode(payload, prefetch: dedup.currentPrefetchHint(), keyHint: keyHint, event: { index, e in
             // `e` points into the decoder's storage: read in place, never copied.
             guard origin.allows(e.pointee.source) else {
                 rejected.append((index, notAllowed(e.pointee.source)))

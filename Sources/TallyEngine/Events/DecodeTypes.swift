@@ -178,51 +178,24 @@ public struct FrameKeyHint: Sendable, Equatable {
     /// checks every byte, and takes the key only for the very `id` and `source` it reads.
     /// - Complexity: O(length of `id` + `source`), a few word compares, and one hash.
     public init?(frame: UnsafeRawBufferPointer) {
-        guard let p = EventDecoder.peekKey(frame), let base = frame.baseAddress, let id = p.id, let source = p.source else { return nil }
-        let b = base.assumingMemoryBound(to: UInt8.self)
+        guard let (id, source) = EventDecoder.peekIdAndSource(frame) else { return nil }
         // Past 64 KiB into the frame (a huge `id`): no hint, the decoder hashes.
-        guard source - b + p.sourceCount <= Int(UInt16.max) else { return nil }
-        key = p.key
-        idOffset = UInt16(id - b)
-        idCount = UInt16(p.idCount)
-        sourceOffset = UInt16(source - b)
-        sourceCount = UInt16(p.sourceCount)
+        guard source.upperBound <= Int(UInt16.max), let base = frame.baseAddress else { return nil }
+        let b = base.assumingMemoryBound(to: UInt8.self)
+        key = EventKey(source: UnsafeBufferPointer(start: b + source.lowerBound, count: source.count),
+                       id: UnsafeBufferPointer(start: b + id.lowerBound, count: id.count))
+        idOffset = UInt16(id.lowerBound)
+        idCount = UInt16(id.count)
+        sourceOffset = UInt16(source.lowerBound)
+        sourceCount = UInt16(source.count)
     }
 
-    /// The hint as addresses into `payload`, the frame it was read from.
+    /// True when `id` and `source`, decoded from the frame starting at `base`, are the very
+    /// bytes the key was read from (same offsets, same lengths).
     @inline(__always)
-    func peeked(in payload: UnsafeRawBufferPointer) -> PeekedKey {
-        guard let raw = payload.baseAddress, Int(sourceOffset) + Int(sourceCount) <= payload.count else { return PeekedKey() }
-        let b = raw.assumingMemoryBound(to: UInt8.self)
-        return PeekedKey(key: key, id: StringView(start: b + Int(idOffset), count: Int(idCount)),
-                         source: StringView(start: b + Int(sourceOffset), count: Int(sourceCount)))
-    }
-}
-
-/// ``FrameKeyHint`` as addresses, for the decoder of the frame it was read from.
-/// - Complexity: a trivial type.
-struct PeekedKey {
-    var key = EventKey(hi: 0, lo: 0)
-    var id: UnsafePointer<UInt8>? = nil
-    var idCount = 0
-    var source: UnsafePointer<UInt8>? = nil
-    var sourceCount = 0
-
-    init() {}
-
-    init(key: EventKey, id: StringView, source: StringView) {
-        self.key = key
-        self.id = id.start
-        idCount = id.count
-        self.source = source.start
-        sourceCount = source.count
-    }
-
-    /// True when `id` and `source` are the very bytes the key was computed from (an empty
-    /// hint has a nil `id`, which no decoded view has).
-    @inline(__always)
-    func matches(id v: StringView, source s: StringView) -> Bool {
-        id == v.start && source == s.start && idCount == v.count && sourceCount == s.count
+    func matches(id: StringView, source: StringView, base: UnsafePointer<UInt8>) -> Bool {
+        id.start - base == Int(idOffset) && id.count == Int(idCount)
+            && source.start - base == Int(sourceOffset) && source.count == Int(sourceCount)
     }
 }
 

@@ -83,7 +83,7 @@ public struct EventDecoder: @unchecked Sendable {
     /// in element order. It also prefetches, for each event, the dedup index's cache lines
     /// `prefetch` names as soon as `source` and `id` are hashed.
     @inline(__always)
-    mutating func decode(_ payload: UnsafeRawBufferPointer, prefetch: DedupPrefetch, peeked: PeekedKey = PeekedKey(),
+    mutating func decode(_ payload: UnsafeRawBufferPointer, prefetch: DedupPrefetch, keyHint: FrameKeyHint? = nil,
                          event onEvent: (Int, UnsafePointer<Event>) -> Void,
                          other onOther: (Int, DecodeOutcome) -> Void) -> RejectReason? {
         if !isKnownUniquelyReferenced(&storage) { storage = storage.copy() }
@@ -96,7 +96,7 @@ public struct EventDecoder: @unchecked Sendable {
         s.lastFrameBatched = false
         var sc = Scanner(base: base, count: payload.count, storage: s)
         sc.prefetch = prefetch
-        sc.peeked = peeked
+        sc.keyHint = keyHint
         defer { s.dayCache = sc.dayCache }
         do throws(FrameFailure) {
             sc.ws()
@@ -134,10 +134,10 @@ public struct EventDecoder: @unchecked Sendable {
 
     // MARK: Peek
 
-    /// The work of ``FrameKeyHint/init(frame:)``: the key of the one event in `payload`, and
-    /// where its `id` and `source` lie, when the frame begins exactly as producers write it.
+    /// The scan of ``FrameKeyHint/init(frame:)``: where the `id` and `source` of the one event in
+    /// `payload` lie (offsets), when the frame begins exactly as producers write it.
     /// - Complexity: O(length of `id` + `source`).
-    static func peekKey(_ payload: UnsafeRawBufferPointer) -> PeekedKey? {
+    static func peekIdAndSource(_ payload: UnsafeRawBufferPointer) -> (id: Range<Int>, source: Range<Int>)? {
         guard let raw = payload.baseAddress, payload.count > 40 else { return nil }
         let base = raw.assumingMemoryBound(to: UInt8.self)
         let end = base + payload.count
@@ -146,13 +146,12 @@ public struct EventDecoder: @unchecked Sendable {
         guard Scanner.isIdMember(p, end) else { return nil }
         p += 7
         guard let idEnd = plainStringEnd(p, end) else { return nil }
-        let id = StringView(start: p, count: idEnd - p)
+        let id = (p - base)..<(idEnd - base)
         p = idEnd + 1
         guard Scanner.isSourceMember(p, end) else { return nil }
         p += 11
         guard let sourceEnd = plainStringEnd(p, end) else { return nil }
-        let source = StringView(start: p, count: sourceEnd - p)
-        return PeekedKey(key: EventKey(source: source.bytes, id: id.bytes), id: id, source: source)
+        return (id, (p - base)..<(sourceEnd - base))
     }
 
     /// The closing quote of the string whose first byte is at `p`, when no byte before it is
@@ -190,7 +189,7 @@ public struct EventDecoder: @unchecked Sendable {
         /// Container kinds of the iterative skipper, one per nesting level.
         let stack: UnsafeMutablePointer<UInt8>
         @exclusivity(unchecked) var dayCache = RFC3339.DayCache()
-        /// Events whose dedup key was taken from a key read ahead (``PeekedKey``), for tests and
+        /// Events whose dedup key was taken from a key read ahead (``FrameKeyHint``), for tests and
         /// diagnostics: one increment per such event.
         @exclusivity(unchecked) var keysTakenFromReadAhead = 0
         /// A batch's elements in order: `>= 0` indexes `events`, `< 0` is `-1 - k` for
@@ -339,9 +338,9 @@ struct Scanner {
     var dayCache: RFC3339.DayCache
     /// Cache lines of the engine's dedup index to prefetch per event (none by default).
     var prefetch = DedupPrefetch()
-    /// The frame's key read ahead (``FrameKeyHint``; empty when none): taken instead of
-    /// hashing when `id` and `source` are the very bytes it was read from.
-    var peeked = PeekedKey()
+    /// The frame's key read ahead (nil: none): taken instead of hashing when `id` and `source`
+    /// are the very bytes it was read from.
+    var keyHint: FrameKeyHint?
 
     @inline(__always)  // built in place in the caller's frame (it was returned, then memcpy'd)
     init(base: UnsafePointer<UInt8>, count: Int, storage s: EventDecoder.Storage) {
@@ -1062,8 +1061,8 @@ struct Scanner {
             source = try string(decode: true)
             if source.count == 0 || source.count > maxString { attrError = attributeProblem(Scanner.aSource, source) }
             guard attrError == nil else { break fast }
-            if peeked.matches(id: id, source: source) {
-                eventKey = peeked.key   // hashed, and its lines prefetched, a frame ago
+            if let hint = keyHint, hint.matches(id: id, source: source, base: base) {
+                eventKey = hint.key   // hashed, and its lines prefetched, frames ago
                 storage.keysTakenFromReadAhead &+= 1
             } else {
                 eventKey = EventKey(source: source.bytes, id: id.bytes)
