@@ -112,7 +112,6 @@ struct DemoCommand: AsyncParsableCommand {
     }
 }
 
-/// The feeding options `simulate` and `demo` share: scale, `--rate` or `--max`, events per frame.
 /// `--window` of the acknowledged commands: 1 to the daemon's ``ProducerTable/windowLimit``.
 func validateWindow(_ window: Int) throws {
     guard (1...ProducerTable.windowLimit).contains(window) else {
@@ -120,6 +119,7 @@ func validateWindow(_ window: Int) throws {
     }
 }
 
+/// The feeding options `simulate` and `demo` share: scale, `--rate` or `--max`, events per frame.
 func validateFeed(scale: Double, rate: Int?, max: Bool, batch: Int) throws {
     guard SimulationProfile.scaleRange.contains(scale) else {
         throw ValidationError("--scale \(scale) is out of range: use \(SimulationProfile.scaleRange.lowerBound)...\(SimulationProfile.scaleRange.upperBound), e.g. 0.001")
