@@ -61,10 +61,14 @@ struct DurabilityDirectIOTests {
 
     /// A direct log and a page-cache log with the same segment size, each in a temporary
     /// directory of its own (the caller removes both).
-    static func pair(segment: Int64) throws -> (d: WALTempDirectory, b: WALTempDirectory, direct: WriteAheadLog, buffered: WriteAheadLog) {
+    /// A log with direct I/O (and `directForSyncedAppends` when given, else the default) and one
+    /// through the page cache, in two temporary directories.
+    static func pair(segment: Int64, directForSyncedAppends: Bool? = nil) throws -> (d: WALTempDirectory, b: WALTempDirectory, direct: WriteAheadLog, buffered: WriteAheadLog) {
         let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
+        var o = options(direct: true, segment: segment)
+        if let directForSyncedAppends { o.directForSyncedAppends = directForSyncedAppends }
         do {
-            return (d, b, try WriteAheadLog(directory: d.path, options: options(direct: true, segment: segment)),
+            return (d, b, try WriteAheadLog(directory: d.path, options: o),
                     try WriteAheadLog(directory: b.path, options: options(direct: false, segment: segment)))
         } catch {
             d.remove()
@@ -98,9 +102,9 @@ struct DurabilityDirectIOTests {
         #expect(direct.segmentCount > 2, "large records rolled the 256 KiB segments")
     }
 
-    @Test("appends a sync follows go through the page cache, and the next direct write keeps their bytes")
+    @Test("with directForSyncedAppends off, appends a sync follows go through the page cache, and the next direct write keeps their bytes")
     func mixedWithAppendsASyncFollows() throws {
-        let (d, b, direct, buffered) = try Self.pair(segment: 64 << 10)
+        let (d, b, direct, buffered) = try Self.pair(segment: 64 << 10, directForSyncedAppends: false)
         defer { d.remove(); b.remove() }
         var all: [LogEntry] = []
         var origin: [String]?? = .none
@@ -113,6 +117,32 @@ struct DurabilityDirectIOTests {
                                      scratch: &scratch, syncFollows: synced) == nil)
             _ = try buffered.append(entries)
             if synced { try direct.sync() }
+            all += entries
+        }
+        try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)
+    }
+
+    @Test("appends a sync follows are written with O_DIRECT too by default: each ends on a block boundary, and the log replays as a page-cache one",
+          .enabled(if: availableInTemp, "needs a file system with O_DIRECT for temporary directories"))
+    func appendsASyncFollowsGoDirect() throws {
+        let (d, b, direct, buffered) = try Self.pair(segment: 64 << 10)
+        defer { d.remove(); b.remove() }
+        #expect(direct.options.directForSyncedAppends, "the default")
+        var all: [LogEntry] = []
+        var origin: [String]?? = .none
+        var scratch = LogWriter.Scratch()
+        for (n, seed) in [(3, 0), (7, 3), (1, 10), (25, 11), (2, 36)] {
+            var (batch, entries) = DurabilityInPlaceTests.drain(n, seed: seed)
+            if origin != .none { entries.removeFirst() }   // the origin is logged once
+            #expect(LogWriter.append(&batch, to: direct, receivedAt: DurabilityInPlaceTests.receivedAt, origin: &origin,
+                                     scratch: &scratch, syncFollows: true) == nil)
+            try direct.sync()
+            // Through the page cache the file would end right after the records; a direct write
+            // pads its last block with zeros.
+            let newest = try #require(try FileManager.default.contentsOfDirectory(atPath: d.path).filter { $0.hasSuffix(".log") }.max())
+            let size = try #require(try FileManager.default.attributesOfItem(atPath: d.file(newest))[.size] as? Int)
+            #expect(size % DirectWriter.block == 0, "a synced append of \(n) frames left \(size) bytes: not written directly")
+            _ = try buffered.append(entries)
             all += entries
         }
         try Self.expectSameLog(direct, in: d, as: buffered, in: b, replaying: all)

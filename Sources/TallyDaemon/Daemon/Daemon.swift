@@ -203,8 +203,8 @@ public final class Daemon: @unchecked Sendable {
             "snapshot-service": "\(boundEndpoints.snapshotService)",
             "snapshot-interval": "\(DurationText.format(settings.snapshotInterval))",
             "state-dir": "\(settings.stateDirectory ?? "none (in memory)")",
-            // Whether fire-and-forget appends bypass the page cache (O_DIRECT) or go through it
-            // (a file system without direct I/O): the log's CPU cost differs (Deploy/README).
+            // Whether log appends bypass the page cache (O_DIRECT) or go through it (a file
+            // system without direct I/O): the log's CPU cost differs (Deploy/README).
             "log-writes": "\(durable.map { $0.log.usesDirectIO ? "direct" : "page cache" } ?? "none")",
         ])
         hooks.ready?()

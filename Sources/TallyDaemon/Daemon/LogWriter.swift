@@ -108,11 +108,14 @@ final class LogWriter: @unchecked Sendable {
     /// Appends `batch` on the calling thread (the engine's), with the writer idle: the same
     /// in-place append the writer's thread does, so the batch stays here for the apply.
     /// - Returns: the error (nothing of the batch is in the log).
-    /// - Complexity: O(batch bytes): one CRC pass and the kernel's page-cache copy.
+    /// - Complexity: O(batch bytes): one CRC pass and the direct write (waiting for the device),
+    ///   or the kernel's page-cache copy where the log does not write directly
+    ///   (``WriteAheadLog/Options/directForSyncedAppends``).
     func appendHere(_ batch: inout FrameBatch, receivedAt: Int64) -> DurabilityError? {
         precondition(!busy, "LogWriter.appendHere with a job in flight")
         if batch.frames.isEmpty { return nil }
-        // Acknowledged batches: the fdatasync that follows writes them, no writeback to start here.
+        // Acknowledged batches: written with O_DIRECT (or through the cache, for the fdatasync
+        // that follows to write: no writeback to start here).
         return Self.append(&batch, to: log, receivedAt: receivedAt, origin: &loggedOrigin, scratch: &scratch, syncFollows: true)
     }
 

@@ -149,8 +149,9 @@ public struct TailRepair: Sendable, Equatable, CustomStringConvertible {
 ///   successful `sync` — for fire-and-forget frames that is up to one sync interval (the daemon
 ///   syncs every 100 ms), for acknowledged batches nothing, because they are answered only after
 ///   `sync` returns.
-/// - Direct writes: appends that no sync follows at once go to the device with `O_DIRECT`
-///   (``DirectWriter``, ``Options/directIO``), where the file system allows it; they are on the
+/// - Direct writes: appends go to the device with `O_DIRECT` (``DirectWriter``,
+///   ``Options/directIO``; those a sync follows at once only with
+///   ``Options/directForSyncedAppends``), where the file system allows it; they are on the
 ///   device when `append` returns, but still durable only after `sync` (the device's cache, the
 ///   file's size). Each one ends on a 4 KiB boundary, so the newest segment may end in up to
 ///   4,095 zero bytes after its last record, read as the end like a preallocated tail.
@@ -207,11 +208,24 @@ public final class WriteAheadLog {
         ///
         /// Why: copying every logged byte into the page cache was 37% of the log's thread, and the
         /// kernel then wrote it back, on the cores ingest needs; with direct writes the log's
-        /// thread uses 28% less CPU (PERFORMANCE.md rounds 10–11). Appends a sync
-        /// follows at once (acknowledged batches) still go through the cache: a direct write
-        /// waits for the device inside `append`, on the engine thread, while the cache copy
-        /// returns at once and the `fdatasync` on the log's thread writes it.
+        /// thread uses 28% less CPU (PERFORMANCE.md rounds 10–11).
         public var directIO: Bool = true
+        /// With ``directIO``, appends a sync follows at once (acknowledged batches, appended on
+        /// the engine thread) are written with `O_DIRECT` too; false sends them through the page
+        /// cache, for the `fdatasync` on the log's thread to write.
+        ///
+        /// Why: a page-cache append needs new cache pages, and on a VM whose host takes free
+        /// guest memory back (virtio-balloon free page reporting, common in clouds) each new page
+        /// can cost a host fault: acknowledged ingest then ran at half speed, the engine thread
+        /// spending twice the CPU in the kernel's copy (`copy_folio_from_iter_atomic`:
+        /// 0.65–0.67 M events/s through the cache against 1.35–1.42 M direct, with memory held
+        /// elsewhere so that new pages came from reclaimed memory; PERFORMANCE.md round 13). A
+        /// direct write reuses the drain's own buffer and needs no new page. Its cost: the engine
+        /// thread waits for the device's write (here ~0.1 ms per drain) before it applies the
+        /// drain, where the cache copy returned at once: with warm cache pages, 1.18 against
+        /// 1.23 M events/s (medians of 11 alternated runs), reply p99 4.4 against 4.9 ms, half
+        /// the log thread's CPU. On a disk much slower to write than to flush, turn it off.
+        public var directForSyncedAppends: Bool = true
         public init() {}
     }
 
@@ -549,8 +563,9 @@ public final class WriteAheadLog {
     ///     completes them there (``RecordLayout/seal(_:kind:)``), so each piece is checksummed
     ///     and then copied into the page cache while it is still in this core's cache.
     ///   - syncFollows: whether an `fdatasync` follows at once (acknowledged batches). Then the
-    ///     records go through the page cache with no writeback started (the sync writes them, and
-    ///     the caller's thread does not wait for the device); otherwise they are written with
+    ///     records are written with `O_DIRECT` only with ``Options/directForSyncedAppends``, else
+    ///     through the page cache with no writeback started (the sync writes them, and the
+    ///     caller's thread does not wait for the device); otherwise they are written with
     ///     `O_DIRECT` where the log uses it (``Options/directIO``), else through the cache with
     ///     the writeback of every ``Options/writebackAfterBytes`` started.
     /// - Returns: the LSNs given to the records, or nil when there are none.
@@ -662,8 +677,9 @@ public final class WriteAheadLog {
                 let path = segments[segments.count - 1].path
                 let fd = activeFD
                 let offset = activeSize
-                if let direct, !syncFollows {
-                    // No sync follows: straight to the device, nothing left for a writeback.
+                if let direct, !syncFollows || options.directForSyncedAppends {
+                    // Straight to the device, nothing left for a writeback (a sync that follows
+                    // flushes the device's cache and the file's size).
                     let end = try iovecs.withUnsafeBufferPointer { v in
                         Result { () throws(DurabilityError) in try direct.write(v, at: offset, path: path) }
                     }.get()
