@@ -2,13 +2,14 @@ import Foundation
 import Testing
 @testable import TallyDaemon
 
-// MARK: - Fire-and-forget appends written with O_DIRECT
+// MARK: - Appends written with O_DIRECT
 
-/// The log writes appends that no sync follows with `O_DIRECT` (``DirectWriter``). These tests
-/// hold it to a log written through the page cache: the same records at the same offsets, only
-/// zeros after them, the same segment splits, and a tail block that survives reopening, appends
-/// through the cache in between, rolls and preallocated segments.
-@Suite("Write-ahead log: fire-and-forget appends written with O_DIRECT")
+/// The log writes its appends with `O_DIRECT` (``DirectWriter``; those a sync follows at once
+/// too, unless `directForSyncedAppends` is off). These tests hold it to a log written through
+/// the page cache: the same records at the same offsets, only zeros after them, the same segment
+/// splits, and a tail block that survives reopening, appends through the cache in between, rolls
+/// and preallocated segments.
+@Suite("Write-ahead log: appends written with O_DIRECT")
 struct DurabilityDirectIOTests {
     static func options(direct: Bool, segment: Int64 = 1 << 20) -> WriteAheadLog.Options {
         walOptions(segment: segment, readBuffer: 4096, directIO: direct)
@@ -59,10 +60,9 @@ struct DurabilityDirectIOTests {
         #expect(try walReplayAll(direct).map(\.1) == all)
     }
 
-    /// A direct log and a page-cache log with the same segment size, each in a temporary
-    /// directory of its own (the caller removes both).
-    /// A log with direct I/O (and `directForSyncedAppends` when given, else the default) and one
-    /// through the page cache, in two temporary directories.
+    /// A direct log (with `directForSyncedAppends` when given, else the default) and a page-cache
+    /// log with the same segment size, each in a temporary directory of its own (the caller
+    /// removes both).
     static func pair(segment: Int64, directForSyncedAppends: Bool? = nil) throws -> (d: WALTempDirectory, b: WALTempDirectory, direct: WriteAheadLog, buffered: WriteAheadLog) {
         let d = WALTempDirectory("direct"), b = WALTempDirectory("buffered")
         var o = options(direct: true, segment: segment)

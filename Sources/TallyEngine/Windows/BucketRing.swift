@@ -1,4 +1,5 @@
 import CTallyCRC
+
 // MARK: - Bucket ring
 
 /// A fixed number of consecutive time buckets ending at the newest bucket seen (`head`),
