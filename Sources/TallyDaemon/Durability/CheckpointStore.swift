@@ -138,18 +138,17 @@ public struct CheckpointStore: Sendable {
                     FileIO.startWriteback(fd, from: &writebackFrom, to: total, every: Int64(Self.writePiece))
                 }
             }
-            var written = 0
             do {
                 try engineState.write { piece in
                     do throws(DurabilityError) { try put(piece) } catch {
                         pending = error
                         throw error
                     }
-                    written += piece.count
                 }
             } catch {
                 throw pending ?? .invalidArgument("the checkpoint's state could not be written: \(error)")
             }
+            let written = Int(total - headerSize)
             guard written == engineState.byteCount else {
                 throw .invalidArgument("the captured state wrote \(written) bytes, announced \(engineState.byteCount)")
             }

@@ -561,7 +561,8 @@ public final class WriteAheadLog {
     ///   - seal: when given, called with the indices of the next records right before they are
     ///     written (at most ``sealedWriteBytes`` per call, at least one record): the caller
     ///     completes them there (``RecordLayout/seal(_:kind:)``), so each piece is checksummed
-    ///     and then copied into the page cache while it is still in this core's cache.
+    ///     and then copied out (to the direct writer's staging buffer, or the page cache) while it
+    ///     is still in this core's cache.
     ///   - syncFollows: whether an `fdatasync` follows at once (acknowledged batches). Then the
     ///     records are written with `O_DIRECT` only with ``Options/directForSyncedAppends``, else
     ///     through the page cache with no writeback started (the sync writes them, and the

@@ -184,13 +184,14 @@ public struct CheckpointCapture: Sendable {
     /// - Complexity: O(state size), two passes over the ids (the first for the checksum, which
     ///   the header holds), a few ns per id each; memory: one 64 KiB buffer.
     public func write(to sink: (UnsafeRawBufferPointer) throws -> Void) rethrows {
-        var crc = head.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        let h = Engine.checkpointHeaderLength
+        var crc = head.withUnsafeBytes { CRC32C.checksum(UnsafeRawBufferPointer(rebasing: $0[h...])) }
         forEachIDPiece { crc = CRC32C.update(crc, $0) }
         crc = tail.withUnsafeBytes { CRC32C.update(crc, $0) }
-        var header = Array(head[0..<32])
+        var header = Array(head[0..<h])
         header.withUnsafeMutableBytes { $0.storeBytes(of: UInt64(crc).littleEndian, toByteOffset: 24, as: UInt64.self) }
         try header.withUnsafeBytes(sink)
-        try head.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[32...])) }
+        try head.withUnsafeBytes { try sink(UnsafeRawBufferPointer(rebasing: $0[h...])) }
         try forEachIDPiece(sink)
         try tail.withUnsafeBytes(sink)
     }
@@ -225,6 +226,8 @@ extension Engine {
     /// The version written. 2: the header's checksum is the CRC-32C of the body (zero-extended
     /// to 64 bits); 1: FNV-1a 64. The bodies are identical, and both are read.
     static let checkpointVersion: UInt64 = 2
+    /// Bytes of the header: magic, version, body length, checksum (8 each).
+    static let checkpointHeaderLength = 32
     /// Versions ``restore(pipeline:options:from:)`` reads.
     static let readableCheckpointVersions: ClosedRange<UInt64> = 1...2
 
@@ -283,7 +286,7 @@ extension Engine {
         let ids = dedup.snapshot   // the remembered ids, serialised as the capture is written
         pre.count(ids.count)
 
-        let header = 32
+        let header = Self.checkpointHeaderLength
         let dedupBytes = ids.count * DedupIndex.serializedEntrySize
         let bodyLength = UInt64(pre.count + dedupBytes + post.count)
         let head = [UInt8](unsafeUninitializedCapacity: header + pre.count) { buffer, initialized in

@@ -149,8 +149,8 @@ struct DedupPrefetch {
     /// the one the hint describes (the newest: where a stream in time order inserts).
     @inline(__always)
     func touchHourSet(_ key: EventKey, time: Micros) {
-        guard let s = hourSlots, ZoneCalendar.floorDiv(time, ZoneCalendar.microsPerHour) == hour else { return }
-        tally_prefetch(s + (Int(truncatingIfNeeded: key.lo) & hourMask) &* 16)
+        guard ZoneCalendar.floorDiv(time, ZoneCalendar.microsPerHour) == hour else { return }
+        touchNewestHourSet(key)
     }
 }
 
