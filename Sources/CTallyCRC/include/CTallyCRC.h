@@ -16,6 +16,9 @@
 #if defined(__GLIBC__)
 #include <malloc.h>
 #endif
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #ifdef __cplusplus
 extern "C" {
@@ -33,6 +36,36 @@ uint32_t tally_crc32c_update_hw(uint32_t crc, const void *data, size_t n);
 /// Never faults, whatever `p` is.
 static inline __attribute__((always_inline)) void tally_prefetch(const void *p) {
     __builtin_prefetch(p, 0, 3);
+}
+
+/// 1 when tally_string_special16 is a 16-byte vector scan on this target, 0 when it is not
+/// available (the Swift caller then keeps its 8-byte word scan).
+static inline __attribute__((always_inline)) int tally_string_special16_available(void) {
+#if defined(__SSE2__)
+    return 1;
+#else
+    return 0;
+#endif
+}
+
+/// A bit per byte of the 16 bytes at `p` (bit i = byte i) that a JSON string scanner must stop
+/// at: `"`, `\`, a control character (< 0x20) or a non-ASCII byte (>= 0x80). 0 when all 16 are
+/// plain. The 16 bytes must be readable. Only call when tally_string_special16_available().
+///
+/// Why: JSON strings in events are 2–40 bytes; one unaligned 16-byte load and three compares
+/// replace two or more rounds of the 8-byte word scan (one signed compare against 0x20 catches
+/// both control and non-ASCII bytes, which are negative as signed bytes).
+static inline __attribute__((always_inline)) unsigned tally_string_special16(const void *p) {
+#if defined(__SSE2__)
+    __m128i v = _mm_loadu_si128((const __m128i *)p);
+    __m128i q = _mm_cmpeq_epi8(v, _mm_set1_epi8('"'));
+    __m128i b = _mm_cmpeq_epi8(v, _mm_set1_epi8('\\'));
+    __m128i c = _mm_cmplt_epi8(v, _mm_set1_epi8(0x20));
+    return (unsigned)_mm_movemask_epi8(_mm_or_si128(_mm_or_si128(q, b), c));
+#else
+    (void)p;
+    return 0;
+#endif
 }
 
 /// Fixes glibc's mmap threshold at `bytes` (disabling its dynamic adjustment): blocks of that
