@@ -1,4 +1,5 @@
-// Hardware CRC-32C (Castagnoli), a prefetch hint for Tally's hot path, the glibc malloc calls the
+// Hardware CRC-32C (Castagnoli), a prefetch hint and a 16-byte JSON string scan for Tally's hot
+// path (SSE2, the x86-64 baseline: Swift has no movemask), the glibc malloc calls the
 // daemon makes (`mallopt`, `malloc_trim`: <malloc.h> is not part of Swift's Glibc module), and
 // `sync_file_range` and `O_DIRECT` for the write-ahead log (not in Swift's Glibc module: they
 // need _GNU_SOURCE).
