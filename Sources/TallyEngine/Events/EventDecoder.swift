@@ -510,7 +510,7 @@ struct Scanner {
             }
             if c == Scanner.backslash { return try escaped(start: start, decode: decode) }
             if c < 0x20 { throw syntax("control character in a string (escape it)") }
-            if c < 0x80 { p += 1 } else { p += try utf8Length(p) }
+            p += try utf8Length(p)   // `firstSpecial` stops at no other ASCII byte: a UTF-8 lead byte
         }
     }
 
